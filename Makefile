@@ -1,0 +1,62 @@
+# vitrine: the two commands a fresh machine needs are `make demo` and `make test` (see README.md).
+# Every target is idempotent: a warm machine re-runs them in seconds.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(PYTHON) -m uv
+UV_VERSION := 0.13.8
+# Kafka jars are resolved once per machine into a shared cache, not per clone.
+VITRINE_CACHE ?= $(HOME)/.cache/vitrine
+KAFKA_LIB := $(VITRINE_CACHE)/kafka/lib
+KAFKA_POM := deploy/kafka/pom.xml
+
+.PHONY: setup venv proto kafka-jars demo test test-fast lint format reliability bench clean
+
+## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
+setup: venv proto kafka-jars
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)"
+	@[ -x $(PY) ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	@# grpcio-tools first: the editable install needs the generated vitrine.v1 package to exist.
+	$(UV) pip install --quiet --python $(PY) "grpcio-tools==1.85.1" "protobuf==7.36.2"
+	$(PY) protos/generate.py
+	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+proto: venv
+	@$(PY) protos/generate.py >/dev/null
+
+$(KAFKA_LIB)/.resolved: $(KAFKA_POM)
+	@echo "resolving Apache Kafka jars from Maven Central into $(KAFKA_LIB)"
+	@rm -rf $(KAFKA_LIB)
+	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIB)
+	@cp $(KAFKA_POM) $@
+
+kafka-jars: $(KAFKA_LIB)/.resolved
+
+## demo: local Kafka, a trained model, both services, a catalogue streaming in, recommendations printed
+demo: setup
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(VENV)/bin/vitrine demo
+
+## test: lint + the whole test suite against real Kafka, gRPC and Qdrant Edge
+test: setup lint
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not integration and not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check libs services tests bench protos/generate.py
+	$(VENV)/bin/ruff format --check libs services tests bench protos/generate.py
+
+format: venv
+	$(VENV)/bin/ruff check --fix libs services tests bench protos/generate.py
+	$(VENV)/bin/ruff format libs services tests bench protos/generate.py
+
+clean:
+	rm -rf $(VENV) libs/vitrine/v1 .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,3 @@
+"""vitrine: streaming content-based recommendations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""Decode and validate ProductEvents from the wire. Every rejection has a reason from `REASONS`.
+
+The reason is what the dead-letter headers and the `dead_lettered` metric carry, so operators can
+tell a producer bug (missing fields) from an upstream data problem (bad price, oversized text).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC
+
+from google.protobuf.message import DecodeError
+
+from vitrine.catalog.schema import SCHEMA_VERSION, Product, ProductEvent
+from vitrine.errors import InvalidEventError
+from vitrine.v1 import catalog_pb2
+
+REASONS = (
+    "undecodable",
+    "unknown_schema_version",
+    "missing_product_id",
+    "key_mismatch",
+    "missing_version",
+    "missing_change",
+    "missing_title",
+    "bad_price",
+    "oversized_text",
+    "bad_category_path",
+)
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    max_product_id_chars: int = 256
+    max_title_chars: int = 1_000
+    max_description_chars: int = 20_000
+    max_category_depth: int = 10
+    max_category_chars: int = 200
+    max_attributes: int = 100
+    max_attribute_chars: int = 1_000
+    max_price: float = 1e9
+
+
+def decode_event(
+    value: bytes | None, key: bytes | None = None, limits: ValidationLimits | None = None
+) -> ProductEvent:
+    """Parse and validate one Kafka record; raises InvalidEventError(reason, detail)."""
+    limits = limits or ValidationLimits()
+    if value is None:
+        raise InvalidEventError("undecodable", "null value (tombstone) on the products topic")
+    try:
+        pb = catalog_pb2.ProductEvent.FromString(value)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise InvalidEventError("undecodable", f"not a vitrine.v1.ProductEvent: {e}") from e
+    if pb.schema_version != SCHEMA_VERSION:
+        raise InvalidEventError(
+            "unknown_schema_version",
+            f"schema_version {pb.schema_version}, this consumer reads {SCHEMA_VERSION}",
+        )
+    if not pb.product_id:
+        raise InvalidEventError("missing_product_id", "product_id is empty")
+    if len(pb.product_id) > limits.max_product_id_chars:
+        raise InvalidEventError("oversized_text", f"product_id longer than {limits.max_product_id_chars}")
+    if key is not None and key != pb.product_id.encode():
+        raise InvalidEventError(
+            "key_mismatch", f"record key {key[:64]!r} differs from product_id {pb.product_id[:64]!r}"
+        )
+    if pb.version == 0:
+        raise InvalidEventError("missing_version", "version must be a positive integer")
+    event_time = pb.event_time.ToDatetime(tzinfo=UTC)
+    change = pb.WhichOneof("change")
+    if change is None:
+        raise InvalidEventError("missing_change", "neither upsert nor delete is set")
+    if change == "delete":
+        return ProductEvent(pb.product_id, pb.version, event_time, None)
+    product = Product.from_proto(pb.product_id, pb.upsert)
+    validate_product(product, limits)
+    return ProductEvent(pb.product_id, pb.version, event_time, product)
+
+
+def validate_product(product: Product, limits: ValidationLimits) -> None:
+    if not product.title.strip():
+        raise InvalidEventError("missing_title", "title is empty")
+    if len(product.title) > limits.max_title_chars:
+        raise InvalidEventError("oversized_text", f"title longer than {limits.max_title_chars} characters")
+    if len(product.description) > limits.max_description_chars:
+        raise InvalidEventError(
+            "oversized_text", f"description longer than {limits.max_description_chars} characters"
+        )
+    if product.price is not None:
+        price = product.price
+        if math.isnan(price) or math.isinf(price) or price < 0 or price > limits.max_price:
+            raise InvalidEventError("bad_price", f"price {price!r} is not in [0, {limits.max_price:g}]")
+        if not product.currency:
+            raise InvalidEventError("bad_price", "price without currency")
+    if len(product.category_path) > limits.max_category_depth:
+        raise InvalidEventError(
+            "bad_category_path",
+            f"category path deeper than {limits.max_category_depth} levels ({len(product.category_path)})",
+        )
+    for level in product.category_path:
+        if not level.strip() or len(level) > limits.max_category_chars:
+            raise InvalidEventError(
+                "bad_category_path", f"category names must be 1..{limits.max_category_chars} characters"
+            )
+    if len(product.attributes) > limits.max_attributes:
+        raise InvalidEventError("oversized_text", f"more than {limits.max_attributes} attributes")
+    for k, v in product.attributes.items():
+        if len(k) + len(v) > limits.max_attribute_chars:
+            raise InvalidEventError("oversized_text", f"attribute {k[:40]!r} longer than allowed")

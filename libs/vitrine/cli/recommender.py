@@ -1,0 +1,36 @@
+"""`vitrine recommender`: run the recommender gRPC service."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser("recommender", help="run the recommender gRPC service")
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with a `recommender:` section")
+    parser.add_argument("--model", dest="model_dir", type=Path, default=None, help="exported model directory")
+    parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", default=None)
+    parser.add_argument("--grpc-port", type=int, default=None)
+    parser.add_argument("--metrics-port", type=int, default=None)
+    parser.add_argument("--index-path", type=Path, default=None)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vitrine.config import load_settings
+    from vitrine_services.recommender.service import run_recommender
+    from vitrine_services.recommender.settings import RecommenderSettings
+
+    settings = load_settings(
+        RecommenderSettings,
+        args.config,
+        "recommender",
+        model_dir=args.model_dir,
+        kafka_bootstrap_servers=args.kafka_bootstrap_servers,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        index_path=args.index_path,
+    )
+    return run_recommender(settings)

@@ -1,0 +1,148 @@
+"""The index port: what the encoder and the recommender need from a vector index, nothing more.
+
+Two adapters implement it: `EdgeIndex` (Qdrant Edge, in-process, embedded mode) and `QdrantServerIndex`
+(qdrant-client against a Qdrant server, server mode). Both keep the same invariants:
+
+- versioned writes: an upsert or delete whose version is not newer than the stored one is skipped
+  (and counted), so duplicate and out-of-order deliveries cannot move the index backwards;
+- deletes are tombstones (the point stays with `deleted=true` and its version) so an older upsert
+  arriving after a delete cannot resurrect the product; searches never return tombstones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+# Stable point ids: Qdrant accepts unsigned ints or UUIDs; product ids are arbitrary strings.
+_POINT_NAMESPACE = uuid.UUID("8f0c3c1e-6d1b-4a55-9d53-5a4f0d7e2b10")
+
+
+def point_id(product_id: str) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, product_id))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPayload:
+    """What the recommender filters and explains with (mirrors vitrine.v1.ItemPayload)."""
+
+    title: str = ""
+    brand: str = ""
+    seller: str = ""
+    category_path: tuple[str, ...] = ()
+    price: float | None = None
+    currency: str = ""
+    in_stock: bool = True
+    cluster: int = -1
+    dedup_key: str = ""
+
+    @property
+    def leaf_category(self) -> str:
+        return self.category_path[-1] if self.category_path else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "brand": self.brand,
+            "seller": self.seller,
+            "category_path": list(self.category_path),
+            "leaf_category": self.leaf_category,
+            "price": self.price,
+            "currency": self.currency,
+            # Flags are stored as 0/1: qdrant-edge-py 0.9 turns a bool MatchValue into an integer,
+            # so a bool payload could never be matched. Integers behave the same in both adapters.
+            "in_stock": int(self.in_stock),
+            "cluster": self.cluster,
+            "dedup_key": self.dedup_key,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ItemPayload:
+        return cls(
+            title=d.get("title", ""),
+            brand=d.get("brand", ""),
+            seller=d.get("seller", ""),
+            category_path=tuple(d.get("category_path") or ()),
+            price=d.get("price"),
+            currency=d.get("currency", ""),
+            in_stock=bool(d.get("in_stock", True)),
+            cluster=int(d.get("cluster", -1)),
+            dedup_key=d.get("dedup_key", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedItem:
+    product_id: str
+    version: int
+    vector: np.ndarray
+    payload: ItemPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    product_id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    product_id: str
+    score: float
+    payload: ItemPayload
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Business filters, pushed down into the index (payload indexes) rather than applied after."""
+
+    in_stock_only: bool = True
+    exclude_ids: tuple[str, ...] = ()
+    exclude_dedup_keys: tuple[str, ...] = ()
+    categories_include: tuple[str, ...] = ()  # match any level of the category path
+    categories_exclude: tuple[str, ...] = ()
+    sellers_include: tuple[str, ...] = ()
+    sellers_exclude: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    clusters: tuple[int, ...] = ()
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    deleted: int = 0
+    stale: int = 0  # skipped because the index already held this version or a newer one
+    stale_ids: list[str] = field(default_factory=list)
+
+
+class VectorIndex(Protocol):
+    """A versioned vector index. Writes return only after the index has applied them."""
+
+    dim: int
+
+    def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
+        """Upsert items and delete products, skipping anything not newer than what is stored."""
+        ...
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        """Stored version per product id (tombstones included); absent ids are missing from the dict."""
+        ...
+
+    def get(self, product_ids: Sequence[str]) -> dict[str, IndexedItem]:
+        """Live (not deleted) items with their vectors."""
+        ...
+
+    def search(self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None) -> list[ScoredItem]:
+        """Nearest live items by dot product (vectors are L2-normalised: cosine)."""
+        ...
+
+    def count(self) -> int:
+        """Number of live (not deleted) items."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,196 @@
+"""A whole local vitrine stack as real processes: Kafka broker, encoder(s), recommender(s).
+
+Used by `vitrine demo`, the end-to-end tests and the benchmarks, so all three exercise the services
+exactly as they are deployed (separate processes talking over Kafka and gRPC).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from vitrine.errors import VitrineError
+from vitrine.stream.broker import BrokerConfig, LocalKafkaBroker, free_port
+from vitrine.stream.kafka import KafkaSettings, TopicNames
+from vitrine.stream.topics import ensure_catalog_topics
+
+log = logging.getLogger(__name__)
+
+
+class StackError(VitrineError):
+    code = "stack_error"
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int
+    grpc_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def grpc_target(self) -> str:
+        if self.grpc_port is None:
+            raise StackError(f"{self.name} has no gRPC port")
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self, grace_s: float = 20.0) -> int:
+        """SIGTERM (graceful: finish batch, commit, leave group), SIGKILL after the grace period."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", self.name, grace_s)
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for fault-injection tests."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class LocalStack:
+    work_dir: Path
+    model_dir: Path
+    partitions: int = 2
+    broker: LocalKafkaBroker | None = None
+    topics: TopicNames = field(default_factory=TopicNames)
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        if self.broker is None:
+            raise StackError("the broker is not started")
+        return KafkaSettings(self.broker.bootstrap_servers)
+
+    def start_broker(self) -> LocalKafkaBroker:
+        self.broker = LocalKafkaBroker(BrokerConfig(self.work_dir / "kafka", free_port(), free_port()))
+        self.broker.start()
+        ensure_catalog_topics(self.kafka, self.topics, self.partitions)
+        return self.broker
+
+    def _spawn(self, name: str, args: list[str], metrics_port: int, grpc_port: int | None = None) -> ServiceProcess:
+        log_path = self.work_dir / f"{name}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vitrine.cli.main", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        service = ServiceProcess(name, process, log_path, metrics_port, grpc_port)
+        self.services.append(service)
+        return service
+
+    def start_encoder(self, name: str = "encoder", group_id: str = "vitrine-encoder", **extra: str) -> ServiceProcess:
+        metrics_port = free_port()
+        args = [
+            "encoder",
+            "--model",
+            str(self.model_dir),
+            "--bootstrap-servers",
+            self.kafka.bootstrap_servers,
+            "--group-id",
+            group_id,
+            "--metrics-port",
+            str(metrics_port),
+        ]
+        for key, value in extra.items():
+            args += [f"--{key.replace('_', '-')}", value]
+        service = self._spawn(name, args, metrics_port)
+        wait_http_ok(service, timeout_s=120)
+        return service
+
+    def start_recommender(self, name: str = "recommender") -> ServiceProcess:
+        metrics_port, grpc_port = free_port(), free_port()
+        args = [
+            "recommender",
+            "--model",
+            str(self.model_dir),
+            "--bootstrap-servers",
+            self.kafka.bootstrap_servers,
+            "--grpc-port",
+            str(grpc_port),
+            "--metrics-port",
+            str(metrics_port),
+            "--index-path",
+            str(self.work_dir / f"{name}-index"),
+        ]
+        service = self._spawn(name, args, metrics_port, grpc_port)
+        wait_grpc_serving(service, timeout_s=120)
+        return service
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.terminate()
+        self.services.clear()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_http_ok(service: ServiceProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise StackError(f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}")
+        try:
+            with urllib.request.urlopen(service.metrics_url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise StackError(f"{service.name} did not expose /metrics within {timeout_s:.0f}s:\n{service.log_tail()}")
+
+
+def wait_grpc_serving(service: ServiceProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(service.grpc_target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if not service.alive():
+                raise StackError(f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise StackError(f"{service.name} was not SERVING within {timeout_s:.0f}s:\n{service.log_tail()}")

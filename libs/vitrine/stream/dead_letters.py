@@ -1,0 +1,60 @@
+"""Dead letters: a bad record goes to catalog.products.dlq unchanged, with why and where in headers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from kafka import KafkaProducer
+
+from vitrine.stream.records import SourceRecord
+
+log = logging.getLogger(__name__)
+
+# Header names, part of the producer contract (docs/EVENTS.md).
+H_REASON = "vitrine.dlq.reason"
+H_DETAIL = "vitrine.dlq.detail"
+H_TOPIC = "vitrine.dlq.source.topic"
+H_PARTITION = "vitrine.dlq.source.partition"
+H_OFFSET = "vitrine.dlq.source.offset"
+H_TIMESTAMP = "vitrine.dlq.source.timestamp"
+MAX_DETAIL_BYTES = 1_000
+
+
+class DeadLetterSink(Protocol):
+    def send(self, record: SourceRecord, reason: str, detail: str) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every dead letter sent so far is acknowledged."""
+        ...
+
+
+class KafkaDeadLetters:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._pending: list = []
+
+    def send(self, record: SourceRecord, reason: str, detail: str) -> None:
+        headers = [
+            *record.headers,
+            (H_REASON, reason.encode()),
+            (H_DETAIL, detail.encode("utf-8", "replace")[:MAX_DETAIL_BYTES]),
+            (H_TOPIC, record.topic.encode()),
+            (H_PARTITION, str(record.partition).encode()),
+            (H_OFFSET, str(record.offset).encode()),
+            (H_TIMESTAMP, str(record.timestamp_ms).encode()),
+        ]
+        # Original bytes, original key: the record can be fixed and replayed as it was.
+        self._pending.append(self._producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset, reason, detail[:200]
+        )
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._producer.flush()
+        for future in self._pending:
+            future.get(timeout=30)  # raises if the broker refused it: the batch is then retried
+        self._pending.clear()

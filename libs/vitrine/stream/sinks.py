@@ -1,0 +1,116 @@
+"""Where the encoder writes vectors: the compacted catalog.vectors topic (embedded mode) or an index
+directly through the index port (server mode). Both know the latest version they hold per product,
+so the encoder can drop stale events before spending the item tower on them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+
+from vitrine.index.port import IndexedItem, Tombstone, VectorIndex, WriteResult
+from vitrine.stream.records import VectorChange, decode_vector_change, encode_vector_change
+
+log = logging.getLogger(__name__)
+
+
+class VectorSink(Protocol):
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        """Latest version held per product (upserts and deletes); absent ids are missing."""
+        ...
+
+    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
+        """Write and block until acknowledged; skip what is not newer than what is held."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class IndexSink:
+    """Server mode: write straight into a VectorIndex (its version guard makes retries harmless)."""
+
+    def __init__(self, index: VectorIndex) -> None:
+        self.index = index
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        return self.index.versions(product_ids)
+
+    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
+        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
+        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
+        return self.index.apply(items, tombs)
+
+    def close(self) -> None:
+        self.index.close()
+
+
+class KafkaVectorSink:
+    """Embedded mode: produce ItemVectors keyed by product id to the compacted vectors topic.
+
+    The topic is compacted, so what survives compaction is the *last written* record per key: a stale
+    vector written after a newer one would win. The sink therefore keeps the latest version it wrote
+    per product (restored from the topic itself at start, like a Kafka Streams state store restored
+    from its changelog) and never writes a change that is not newer.
+    """
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._versions: dict[str, int] = {}
+
+    def restore(self, consumer: KafkaConsumer, timeout_s: float = 120.0) -> int:
+        """Read the vectors topic from the beginning to its current end; returns records read."""
+        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
+        if not partitions:
+            return 0
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        read = 0
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restoring versions from {self.topic} took longer than {timeout_s}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    if r.value is None:
+                        continue
+                    change = decode_vector_change(r.value)
+                    if change.version > self._versions.get(change.product_id, 0):
+                        self._versions[change.product_id] = change.version
+                    read += 1
+        log.info("restored %d product versions from %d records of %s", len(self._versions), read, self.topic)
+        return read
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        return {p: self._versions[p] for p in product_ids if p in self._versions}
+
+    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
+        result = WriteResult()
+        futures = []
+        accepted: list[VectorChange] = []
+        for change in changes:
+            if change.version <= self._versions.get(change.product_id, 0):
+                result.stale += 1
+                result.stale_ids.append(change.product_id)
+                continue
+            value = encode_vector_change(change)
+            futures.append(self._producer.send(self.topic, key=change.product_id.encode(), value=value))
+            accepted.append(change)
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+        for change in accepted:
+            self._versions[change.product_id] = change.version
+            if isinstance(change.change, Tombstone):
+                result.deleted += 1
+            else:
+                result.written += 1
+        return result
+
+    def close(self) -> None:
+        self._producer.flush()

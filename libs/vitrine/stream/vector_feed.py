@@ -1,0 +1,112 @@
+"""Embedded mode: keep a replica's local index in step with the compacted catalog.vectors topic.
+
+Every recommender replica reads all partitions (no consumer group: each replica needs every item),
+from the beginning at start (Kafka is the source of truth, the shard is a cache), then follows the
+log. `caught_up` is set once the replica has applied everything that existed when it started, which
+is when it should report SERVING.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from vitrine.index.port import IndexedItem, Tombstone, VectorIndex
+from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.stream.records import decode_vector_change
+
+log = logging.getLogger(__name__)
+
+
+class VectorFeed:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        topic: str,
+        index: VectorIndex,
+        metrics: RecommenderMetrics,
+        model_version: str | None = None,
+        poll_timeout_ms: int = 100,
+    ) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.index = index
+        self.metrics = metrics
+        # vectors of another model version would not be comparable with this index: skip them
+        self.model_version = model_version
+        self.poll_timeout_ms = poll_timeout_ms
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"vector-feed-{self.topic}", daemon=True)
+        self._thread.start()
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        return self.caught_up.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            partitions = self._assign()
+            targets = self.consumer.end_offsets(partitions)
+            while not self._stop.is_set():
+                polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
+                for records in polled.values():
+                    self._apply([r.value for r in records if r.value is not None])
+                if not self.caught_up.is_set() and all(self.consumer.position(tp) >= targets[tp] for tp in partitions):
+                    self.caught_up.set()
+                    log.info("vector feed caught up: %d live items", self.index.count())
+                self._update_gauges(partitions)
+        except BaseException as e:  # surfaced through health: a dead feed means a stale replica
+            self.error = e
+            log.exception("vector feed stopped")
+        finally:
+            self.consumer.close()
+
+    def _assign(self) -> list[TopicPartition]:
+        deadline = time.monotonic() + 30
+        while not (ids := self.consumer.partitions_for_topic(self.topic)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} does not exist")
+            time.sleep(0.2)
+        partitions = [TopicPartition(self.topic, p) for p in sorted(ids)]
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_beginning(*partitions)
+        return partitions
+
+    def _apply(self, values: list[bytes]) -> None:
+        if not values:
+            return
+        changes = [decode_vector_change(v) for v in values]
+        if self.model_version is not None:
+            changes = [c for c in changes if c.model_version == self.model_version]
+        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
+        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
+        result = self.index.apply(items, tombs)
+        if self.caught_up.is_set():  # replaying history says nothing about freshness
+            now = datetime.now(UTC)
+            stale = set(result.stale_ids)
+            for c in changes:
+                if c.product_id not in stale:
+                    self.metrics.freshness.observe(max(0.0, (now - c.event_time).total_seconds()))
+        self.metrics.applied.labels("upsert").inc(result.written)
+        self.metrics.applied.labels("delete").inc(result.deleted)
+        self.metrics.feed_stale.inc(result.stale)
+
+    def _update_gauges(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.feed_lag.labels(str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))

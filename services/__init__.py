@@ -1,0 +1,1 @@
+"""Thin service entry points (config, wiring, lifecycle); the logic lives in the vitrine library."""
