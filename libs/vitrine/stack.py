@@ -98,24 +98,27 @@ class LocalStack:
         ensure_catalog_topics(self.kafka, self.topics, self.partitions)
         return self.broker
 
-    def _spawn(self, name: str, args: list[str], metrics_port: int, grpc_port: int | None = None) -> ServiceProcess:
+    def _spawn(
+        self, name: str, service: str, args: list[str], metrics_port: int, grpc_port: int | None = None
+    ) -> ServiceProcess:
         log_path = self.work_dir / f"{name}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "vitrine.cli.main", *args],
+                [sys.executable, "-m", f"vitrine_services.{service}", *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        service = ServiceProcess(name, process, log_path, metrics_port, grpc_port)
-        self.services.append(service)
-        return service
+        spawned = ServiceProcess(name, process, log_path, metrics_port, grpc_port)
+        self.services.append(spawned)
+        return spawned
 
-    def start_encoder(self, name: str = "encoder", group_id: str = "vitrine-encoder", **extra: str) -> ServiceProcess:
+    def start_encoder(
+        self, name: str = "encoder", group_id: str = "vitrine-encoder", **extra: str
+    ) -> ServiceProcess:
         metrics_port = free_port()
         args = [
-            "encoder",
             "--model",
             str(self.model_dir),
             "--bootstrap-servers",
@@ -127,14 +130,13 @@ class LocalStack:
         ]
         for key, value in extra.items():
             args += [f"--{key.replace('_', '-')}", value]
-        service = self._spawn(name, args, metrics_port)
+        service = self._spawn(name, "encoder", args, metrics_port)
         wait_http_ok(service, timeout_s=120)
         return service
 
     def start_recommender(self, name: str = "recommender") -> ServiceProcess:
         metrics_port, grpc_port = free_port(), free_port()
         args = [
-            "recommender",
             "--model",
             str(self.model_dir),
             "--bootstrap-servers",
@@ -146,7 +148,7 @@ class LocalStack:
             "--index-path",
             str(self.work_dir / f"{name}-index"),
         ]
-        service = self._spawn(name, args, metrics_port, grpc_port)
+        service = self._spawn(name, "recommender", args, metrics_port, grpc_port)
         wait_grpc_serving(service, timeout_s=120)
         return service
 
@@ -168,7 +170,9 @@ def wait_http_ok(service: ServiceProcess, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not service.alive():
-            raise StackError(f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}")
+            raise StackError(
+                f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}"
+            )
         try:
             with urllib.request.urlopen(service.metrics_url, timeout=1) as response:
                 if response.status == 200:
@@ -185,7 +189,9 @@ def wait_grpc_serving(service: ServiceProcess, timeout_s: float) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not service.alive():
-                raise StackError(f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}")
+                raise StackError(
+                    f"{service.name} exited with {service.process.returncode}:\n{service.log_tail()}"
+                )
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:

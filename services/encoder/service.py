@@ -8,12 +8,13 @@ import threading
 from dataclasses import dataclass
 from types import FrameType
 
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
 from vitrine.stream.encoding import EncoderPipeline
-from vitrine.stream.kafka import KafkaSettings, TopicNames, make_consumer, make_producer
-from vitrine.stream.sinks import KafkaVectorSink
+from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
+from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
 from vitrine.stream.worker import BatchPolicy, EncoderWorker
 from vitrine_services.encoder.settings import EncoderSettings
@@ -39,7 +40,9 @@ class EncoderService:
 
 
 def build_encoder(settings: EncoderSettings) -> EncoderService:
-    kafka = KafkaSettings(settings.kafka_bootstrap_servers, client_id="vitrine-encoder")
+    kafka = KafkaSettings(
+        settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
+    )
     topics = TopicNames(settings.products_topic, settings.vectors_topic, settings.dead_letter_topic)
     if settings.create_topics:
         ensure_catalog_topics(kafka, topics, settings.topic_partitions)
@@ -47,13 +50,22 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     log.info("encoder model %s (dim %d, task %s)", model.model_version, model.dim, model.task)
 
     metrics = EncoderMetrics()
-    producer = make_producer(kafka)
-    sink = KafkaVectorSink(producer, topics.vectors)
-    restore_consumer = make_consumer(kafka, client_id="vitrine-encoder-restore")
-    try:
-        sink.restore(restore_consumer)
-    finally:
-        restore_consumer.close()
+    producer = make_producer(kafka, **FLUSHING_PRODUCER)
+    sink: VectorSink
+    if settings.sink == "qdrant":
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        collection = settings.qdrant_collection or f"vitrine-{model.model_version}"
+        sink = IndexSink(
+            QdrantServerIndex(QdrantServerConfig(settings.qdrant_url, collection, model.dim, api_key=api_key))
+        )
+    else:
+        kafka_sink = KafkaVectorSink(producer, topics.vectors)
+        restore_consumer = make_consumer(kafka, client_id="vitrine-encoder-restore")
+        try:
+            kafka_sink.restore(restore_consumer)
+        finally:
+            restore_consumer.close()
+        sink = kafka_sink
     pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
     consumer = make_consumer(kafka, group_id=settings.group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(

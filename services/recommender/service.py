@@ -7,89 +7,106 @@ import logging
 import shutil
 import signal
 import threading
-from concurrent import futures
+import time
 from dataclasses import dataclass
 from types import FrameType
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.port import VectorIndex
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
-from vitrine.serving.grpc_api import RecommenderServicer, ServingState
+from vitrine.serving.grpc_api import ServingState
+from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
+from vitrine.serving.security import server_security
 from vitrine.stream.kafka import KafkaSettings, make_consumer
 from vitrine.stream.vector_feed import VectorFeed
-from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 from vitrine_services.recommender.settings import RecommenderSettings
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 
 
 @dataclass
 class RecommenderService:
     settings: RecommenderSettings
-    server: grpc.Server
-    port: int
-    health: health.HealthServicer
-    feed: VectorFeed
-    index: EdgeIndex
+    grpc: GrpcServer
+    feed: VectorFeed | None  # embedded mode only
+    index: VectorIndex
     metrics_server: MetricsServer
     metrics: RecommenderMetrics
     model_version: str
 
-    def wait_ready(self) -> bool:
-        """Serve once the local index has caught up with the vectors topic."""
-        ready = self.feed.wait_caught_up(self.settings.startup_timeout_s)
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Report SERVING once the local index has caught up with the vectors topic (embedded mode)."""
+        ready = self.feed is None or self.feed.wait_caught_up(timeout_s)
         if ready:
-            self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-            self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-            self.metrics.items.labels(self.model_version).set(self.index.count())
-            log.info("recommender serving on port %d (%d items)", self.port, self.index.count())
+            self.grpc.set_serving(True)
+            self.refresh_gauges()
+            log.info("recommender serving on port %d (%d items)", self.grpc.port, self.index.count())
         return ready
 
+    def refresh_gauges(self) -> None:
+        self.metrics.items.labels(self.model_version).set(self.index.count())
+
     def stop(self) -> None:
-        self.health.enter_graceful_shutdown()  # load balancers stop sending before we stop answering
-        self.server.stop(self.settings.shutdown_grace_s).wait()
-        self.feed.stop()
+        self.grpc.stop(self.settings.shutdown_grace_s)
+        if self.feed is not None:
+            self.feed.stop()
         self.index.close()
         self.metrics_server.close()
 
 
-def create_server(settings: RecommenderSettings) -> RecommenderService:
+def create_service(settings: RecommenderSettings) -> RecommenderService:
+    # TLS files and tokens are checked first: a bad security setting fails before the model loads
+    security = server_security(
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, settings.auth_token_list()
+    )
     model = load_serving_model(settings.model_dir)
     metrics = RecommenderMetrics()
-    # The shard is a cache of the vectors topic: rebuilt from the topic at every start.
-    shutil.rmtree(settings.index_path, ignore_errors=True)
-    index = EdgeIndex(EdgeIndexConfig(settings.index_path, model.dim))
-    kafka = KafkaSettings(settings.kafka_bootstrap_servers, client_id="vitrine-recommender")
-    feed = VectorFeed(make_consumer(kafka), settings.vectors_topic, index, metrics, model.model_version)
-
+    index: VectorIndex
+    feed: VectorFeed | None = None
+    if settings.index_mode == "server":
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        config = QdrantServerConfig(
+            settings.qdrant_url, settings.qdrant_collection, model.dim, api_key=api_key
+        )
+        index = QdrantServerIndex(config, create=False)
+    else:
+        # The shard is a cache of the vectors topic: rebuilt from the topic at every start.
+        shutil.rmtree(settings.index_path, ignore_errors=True)
+        index = EdgeIndex(EdgeIndexConfig(settings.index_path, model.dim))
+        kafka = KafkaSettings(
+            settings.kafka_bootstrap_servers,
+            client_id="vitrine-recommender",
+            security=settings.kafka_security(),
+        )
+        feed = VectorFeed(make_consumer(kafka), settings.vectors_topic, index, metrics, model.model_version)
     state = ServingState(index=index, model_version=model.model_version)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers))
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(lambda: state, metrics), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    grpc_server = create_grpc_server(
+        lambda: state,
+        metrics,
+        f"{settings.grpc_host}:{settings.grpc_port}",
+        settings.grpc_workers,
+        interceptors=security.interceptors,
+        credentials=security.credentials,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    log.info("recommender gRPC security: %s", security.describe())
+    if security.is_open and settings.grpc_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("gRPC on %s without TLS or a token: only behind a trusted network", settings.grpc_host)
     metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
-    server.start()
-    feed.start()
-    log.info("recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, port, metrics_server.port)
+    grpc_server.start()
+    if feed is not None:
+        feed.start()
+    log.info(
+        "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
+    )
     return RecommenderService(
-        settings, server, port, health_servicer, feed, index, metrics_server, metrics, model.model_version
+        settings, grpc_server, feed, index, metrics_server, metrics, model.model_version
     )
 
 
 def run_recommender(settings: RecommenderSettings) -> int:
-    service = create_server(settings)
+    service = create_service(settings)
     stopped = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -98,13 +115,21 @@ def run_recommender(settings: RecommenderSettings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not service.wait_ready():
-        log.error("vector feed did not catch up within %.0fs", settings.startup_timeout_s)
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while not stopped.is_set() and not service.wait_ready(0.5):
+        if service.feed is not None and service.feed.error is not None:
+            log.error("vector feed failed during start-up")
+            service.stop()
+            return 1
+        if time.monotonic() > deadline:
+            log.error("vector feed did not catch up within %.0fs; stopping", settings.startup_timeout_s)
+            service.stop()
+            return 1
     while not stopped.wait(1.0):
-        if service.feed.error is not None:
+        if service.feed is not None and service.feed.error is not None:
             log.error("vector feed failed; stopping so the orchestrator restarts this replica")
             service.stop()
             return 1
-        service.metrics.items.labels(service.model_version).set(service.index.count())
+        service.refresh_gauges()
     service.stop()
     return 0

@@ -22,7 +22,9 @@ def test_pyproject_lists_every_package_folder() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     listed = set(config["tool"]["setuptools"]["packages"])
     on_disk = _folders(REPO / "libs" / "vitrine", "vitrine") | _folders(REPO / "services", "vitrine_services")
-    assert listed == on_disk, f"missing from pyproject: {on_disk - listed}; listed but absent: {listed - on_disk}"
+    assert listed == on_disk, (
+        f"missing from pyproject: {on_disk - listed}; listed but absent: {listed - on_disk}"
+    )
 
 
 def test_cli_registers_every_documented_subcommand() -> None:
@@ -30,5 +32,16 @@ def test_cli_registers_every_documented_subcommand() -> None:
 
     parser = build_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    expected = {"train", "export", "finetune-nli", "eval", "encoder", "recommender", "produce", "demo", "bench", "kafka"}
+    expected = {
+        "train",
+        "export",
+        "finetune-nli",
+        "eval",
+        "encoder",
+        "recommender",
+        "produce",
+        "demo",
+        "bench",
+        "kafka",
+    }
     assert expected <= set(subcommands)

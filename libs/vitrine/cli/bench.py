@@ -25,4 +25,5 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.name not in available:
         raise SystemExit(f"unknown benchmark {args.name!r}; available: {', '.join(available) or 'none'}")
-    return subprocess.call([sys.executable, str(BENCH_DIR / f"{args.name}.py"), *args.args])
+    passthrough = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return subprocess.call([sys.executable, str(BENCH_DIR / f"{args.name}.py"), *passthrough])

@@ -22,8 +22,12 @@ DEFAULT_MODEL_DIR = Path("artifacts/models/demo-similar")
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser("demo", help="run the end-to-end demo")
-    parser.add_argument("--products", type=int, default=2000, help="synthetic catalogue size (default: %(default)s)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model dir (trained if missing)")
+    parser.add_argument(
+        "--products", type=int, default=2000, help="synthetic catalogue size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model dir (trained if missing)"
+    )
     parser.add_argument("--retrain", action="store_true", help="train a new model even if --model exists")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, index)")
     parser.set_defaults(handler=_demo)
@@ -39,7 +43,16 @@ def _ensure_model(model_dir: Path, products: int, retrain: bool) -> None:
         return
     vitrine = [sys.executable, "-m", "vitrine.cli.main"]
     subprocess.run(
-        [*vitrine, "train", "--task", "similar", "--dataset", f"synthetic:{products}", "--out", str(model_dir)],
+        [
+            *vitrine,
+            "train",
+            "--task",
+            "similar",
+            "--dataset",
+            f"synthetic:{products}",
+            "--out",
+            str(model_dir),
+        ],
         check=True,
     )
     subprocess.run([*vitrine, "export", "--model", str(model_dir)], check=True)
@@ -80,7 +93,10 @@ def _demo(args: argparse.Namespace) -> int:
         client = RecommenderClient(recommender.grpc_target, timeout_s=2.0)
         last = next(p for p in reversed(products) if p.availability == Availability.IN_STOCK)
         waited = _wait_until(lambda: _found(client, last.product_id), timeout_s=120)
-        print(f"all products searchable {time.monotonic() - started:.1f}s after the first event ({waited:.2f}s wait)")
+        print(
+            f"all products searchable {time.monotonic() - started:.1f}s after the first event "
+            f"({waited:.2f}s after the last was acknowledged)"
+        )
 
         _step("similar products")
         by_id = {p.product_id: p for p in products}
@@ -105,9 +121,13 @@ def _demo(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         publisher.delete(victim_id)
         publisher.flush()
-        _wait_until(lambda: victim_id not in client.similar(products[7].product_id, limit=5).ids, timeout_s=30)
-        print(f"\ndeleted {victim_id} ({by_id[victim_id].title!r}); gone from recommendations in "
-              f"{1000 * (time.monotonic() - t0):.0f} ms:")
+        _wait_until(
+            lambda: victim_id not in client.similar(products[7].product_id, limit=5).ids, timeout_s=30
+        )
+        print(
+            f"\ndeleted {victim_id} ({by_id[victim_id].title!r}); gone from recommendations in "
+            f"{1000 * (time.monotonic() - t0):.0f} ms:"
+        )
         _print_similar(client, products[7].product_id, by_id)
         client.close()
         publisher.close()

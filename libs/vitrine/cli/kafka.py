@@ -14,7 +14,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser("kafka", help="run a local Kafka broker (KRaft)")
     actions = parser.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
 
-    start = actions.add_parser("start", help="format storage (first time) and start the broker in the background")
+    start = actions.add_parser(
+        "start", help="format storage (first time) and start the broker in the background"
+    )
     start.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="default: %(default)s")
     start.add_argument("--port", type=int, default=9092, help="client port (default: %(default)s)")
     start.add_argument("--controller-port", type=int, default=9093, help="KRaft controller port")
@@ -43,7 +45,10 @@ def _start(args: argparse.Namespace) -> int:
         return 0
     broker.start()
     created = ensure_catalog_topics(KafkaSettings(broker.bootstrap_servers), TopicNames(), args.partitions)
-    print(f"Kafka broker on {broker.bootstrap_servers} (logs: {broker.log_file}); created topics: {created or 'none'}")
+    print(
+        f"Kafka broker on {broker.bootstrap_servers} (logs: {broker.log_file}); "
+        f"created topics: {created or 'none'}"
+    )
     return 0
 
 

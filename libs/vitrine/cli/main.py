@@ -29,27 +29,31 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitrine",
         description="Streaming content-based recommendations: two-tower models, Kafka, Qdrant, gRPC.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"vitrine.cli.{name}")
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MODULES) -> int:
+    """Run the CLI. `modules` narrows the commands loaded (the services' `python -m` entry points
+    load only their own, so they start without importing the training stack)."""
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # kafka-python logs every connection attempt at INFO; its warnings and errors still show
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.handler(args) or 0)
     except VitrineError as e:

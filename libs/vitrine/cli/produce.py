@@ -36,7 +36,9 @@ def _produce(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     products = dataset.products[: args.limit] if args.limit else dataset.products
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
-    with CatalogPublisher.connect(KafkaSettings(args.bootstrap_servers, client_id="vitrine-produce"), args.topic) as pub:
+    with CatalogPublisher.connect(
+        KafkaSettings(args.bootstrap_servers, client_id="vitrine-produce"), args.topic
+    ) as pub:
         next_at = time.monotonic()
         for product in tqdm(products, desc="publishing", unit="event"):
             pub.upsert(product)
@@ -44,5 +46,7 @@ def _produce(args: argparse.Namespace) -> int:
                 next_at += interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
         report = pub.flush()
-    print(f"published {report.acknowledged}/{report.sent} events to {args.topic}; failed: {len(report.failed)}")
+    print(
+        f"published {report.acknowledged}/{report.sent} events to {args.topic}; failed: {len(report.failed)}"
+    )
     return 0 if not report.failed else 1

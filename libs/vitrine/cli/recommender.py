@@ -8,7 +8,9 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("recommender", help="run the recommender gRPC service")
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "recommender", help="run the recommender gRPC service"
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML file with a `recommender:` section")
     parser.add_argument("--model", dest="model_dir", type=Path, default=None, help="exported model directory")
     parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", default=None)

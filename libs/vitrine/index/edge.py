@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from vitrine.errors import IndexBackendError
+from vitrine.index.filters import FilterModels, build_filter, live_filter
 from vitrine.index.port import (
     IndexedItem,
     ItemPayload,
@@ -22,6 +23,7 @@ from vitrine.index.port import (
     WriteResult,
     point_id,
 )
+from vitrine.index.versioning import plan_points
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class EdgeIndex:
         import qdrant_edge as qe
 
         self._qe = qe
+        self._models = FilterModels(qe.Filter, qe.FieldCondition, qe.MatchValue, qe.MatchAny, qe.RangeFloat)
         self.config = config
         self.dim = config.dim
         self._write_lock = threading.Lock()
@@ -95,35 +98,10 @@ class EdgeIndex:
 
     def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
         qe = self._qe
-        result = WriteResult()
         with self._write_lock:
-            latest_items, latest_tombstones = _latest_per_product(items, tombstones)
-            stored = self.versions([*latest_items, *latest_tombstones])
-            points = []
-            for pid, item in latest_items.items():
-                if stored.get(pid, 0) >= item.version:
-                    result.stale += 1
-                    result.stale_ids.append(pid)
-                    continue
-                _check_vector(item.vector, self.dim, pid)
-                payload = {
-                    **item.payload.to_dict(),
-                    "product_id": pid,
-                    "version": item.version,
-                    "deleted": 0,
-                }
-                points.append(qe.Point(point_id(pid), item.vector.astype(np.float32).tolist(), payload))
-            for pid, tomb in latest_tombstones.items():
-                if stored.get(pid, 0) >= tomb.version:
-                    result.stale += 1
-                    result.stale_ids.append(pid)
-                    continue
-                # A tombstone keeps the version so an older upsert arriving later stays dead.
-                payload = {"product_id": pid, "version": tomb.version, "deleted": 1, "in_stock": 0}
-                points.append(qe.Point(point_id(pid), [0.0] * self.dim, payload))
-                result.deleted += 1
-            result.written = len(points) - result.deleted
-            if points:
+            planned, result = plan_points(items, tombstones, self.versions, self.dim)
+            if planned:
+                points = [qe.Point(p.id, p.vector, p.payload) for p in planned]
                 try:
                     self._shard.update(qe.UpdateOperation.upsert_points(points))
                 except Exception as e:
@@ -170,7 +148,7 @@ class EdgeIndex:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=edge_filter(qe, filter or SearchFilter()),
+            filter=build_filter(self._models, filter or SearchFilter()),
             with_payload=True,
             params=qe.SearchParams(hnsw_ef=max(self.config.search_ef, limit)),
         )
@@ -191,7 +169,7 @@ class EdgeIndex:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=edge_filter(qe, filter or SearchFilter()),
+            filter=build_filter(self._models, filter or SearchFilter()),
             with_payload=True,
             params=qe.SearchParams(exact=True),
         )
@@ -203,8 +181,7 @@ class EdgeIndex:
 
     def count(self) -> int:
         qe = self._qe
-        live = qe.Filter(must=[qe.FieldCondition("deleted", match=qe.MatchValue(0))])
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=live)))
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=live_filter(self._models))))
 
     def optimize(self) -> None:
         """Build HNSW for segments that crossed the indexing threshold (blocking)."""
@@ -222,49 +199,3 @@ def _dense(vector: Any) -> list[float]:
     if isinstance(vector, dict):
         return list(next(iter(vector.values())))
     return list(vector)
-
-
-def _check_vector(vector: np.ndarray, dim: int, pid: str) -> None:
-    if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
-        raise IndexBackendError(
-            f"vector for {pid!r} has shape {vector.shape} or non-finite values; expected ({dim},)"
-        )
-
-
-def _latest_per_product(
-    items: Sequence[IndexedItem], tombstones: Sequence[Tombstone]
-) -> tuple[dict[str, IndexedItem], dict[str, Tombstone]]:
-    """Within one batch keep only the newest change per product (an upsert and a delete may both be there)."""
-    newest: dict[str, IndexedItem | Tombstone] = {}
-    for change in [*items, *tombstones]:
-        current = newest.get(change.product_id)
-        if current is None or change.version > current.version:
-            newest[change.product_id] = change
-    latest_items = {k: v for k, v in newest.items() if isinstance(v, IndexedItem)}
-    latest_tombs = {k: v for k, v in newest.items() if isinstance(v, Tombstone)}
-    return latest_items, latest_tombs
-
-
-def edge_filter(qe: Any, f: SearchFilter) -> Any:
-    """Translate the port's SearchFilter into a Qdrant Edge Filter."""
-    must: list[Any] = [qe.FieldCondition("deleted", match=qe.MatchValue(0))]
-    must_not: list[Any] = []
-    if f.in_stock_only:
-        must.append(qe.FieldCondition("in_stock", match=qe.MatchValue(1)))
-    if f.categories_include:
-        must.append(qe.FieldCondition("category_path", match=qe.MatchAny(list(f.categories_include))))
-    if f.sellers_include:
-        must.append(qe.FieldCondition("seller", match=qe.MatchAny(list(f.sellers_include))))
-    if f.clusters:
-        must.append(qe.FieldCondition("cluster", match=qe.MatchAny(list(f.clusters))))
-    if f.price_min is not None or f.price_max is not None:
-        must.append(qe.FieldCondition("price", range=qe.RangeFloat(gte=f.price_min, lte=f.price_max)))
-    if f.exclude_ids:
-        must_not.append(qe.FieldCondition("product_id", match=qe.MatchAny(list(f.exclude_ids))))
-    if f.exclude_dedup_keys:
-        must_not.append(qe.FieldCondition("dedup_key", match=qe.MatchAny(list(f.exclude_dedup_keys))))
-    if f.categories_exclude:
-        must_not.append(qe.FieldCondition("category_path", match=qe.MatchAny(list(f.categories_exclude))))
-    if f.sellers_exclude:
-        must_not.append(qe.FieldCondition("seller", match=qe.MatchAny(list(f.sellers_exclude))))
-    return qe.Filter(must=must, must_not=must_not or None)

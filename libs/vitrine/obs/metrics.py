@@ -21,8 +21,12 @@ class EncoderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.consumed = Counter("vitrine_encoder_events_consumed_total", "Catalogue events consumed", registry=r)
-        self.encoded = Counter("vitrine_encoder_items_encoded_total", "Products run through the item tower", registry=r)
+        self.consumed = Counter(
+            "vitrine_encoder_events_consumed_total", "Catalogue events consumed", registry=r
+        )
+        self.encoded = Counter(
+            "vitrine_encoder_items_encoded_total", "Products run through the item tower", registry=r
+        )
         self.written = Counter(
             "vitrine_encoder_index_writes_total", "Changes acknowledged by the sink", ["op"], registry=r
         )
@@ -30,7 +34,10 @@ class EncoderMetrics:
             "vitrine_encoder_stale_dropped_total", "Events not newer than the indexed version", registry=r
         )
         self.dead_lettered = Counter(
-            "vitrine_encoder_dead_lettered_total", "Events sent to the dead-letter topic", ["reason"], registry=r
+            "vitrine_encoder_dead_lettered_total",
+            "Events sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
         )
         self.batches = Counter("vitrine_encoder_batches_total", "Micro-batches processed", registry=r)
         self.batch_size = Histogram(
@@ -70,12 +77,19 @@ class RecommenderMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.items = Gauge("vitrine_recommender_index_items", "Live items in the local index", ["model"], registry=r)
+        self.items = Gauge(
+            "vitrine_recommender_index_items", "Live items in the local index", ["model"], registry=r
+        )
         self.applied = Counter(
-            "vitrine_recommender_vectors_applied_total", "Vector changes applied to the local index", ["op"], registry=r
+            "vitrine_recommender_vectors_applied_total",
+            "Vector changes applied to the local index",
+            ["op"],
+            registry=r,
         )
         self.feed_stale = Counter(
-            "vitrine_recommender_vectors_stale_total", "Vector changes not newer than the local index", registry=r
+            "vitrine_recommender_vectors_stale_total",
+            "Vector changes not newer than the local index",
+            registry=r,
         )
         self.feed_lag = Gauge(
             "vitrine_recommender_feed_lag", "Vector records behind the log end", ["partition"], registry=r

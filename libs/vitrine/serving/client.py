@@ -1,7 +1,7 @@
 """A thin typed client for the Recommender API: one channel reused, deadlines, retries on UNAVAILABLE.
 
-    with RecommenderClient("recommender:50051") as client:
-        items = client.similar("sku-123", limit=10)
+with RecommenderClient("recommender:50051") as client:
+    items = client.similar("sku-123", limit=10)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import grpc
 
+from vitrine.serving.security import ClientTls, open_channel
 from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 
 T = TypeVar("T")
@@ -47,15 +48,22 @@ class RecommenderClient:
         retries: int = 3,
         backoff_s: float = 0.05,
         channel: grpc.Channel | None = None,
+        tls: ClientTls | None = None,
+        token: str | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(target)
+        # tls: verify the server (and present a client certificate for mTLS); token: sent on every call
+        self._channel = channel or open_channel(target, tls, token)
         self._stub = recommender_pb2_grpc.RecommenderStub(self._channel)
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
 
     def similar(
-        self, product_id: str, limit: int = 10, include_out_of_stock: bool = False, timeout_s: float | None = None
+        self,
+        product_id: str,
+        limit: int = 10,
+        include_out_of_stock: bool = False,
+        timeout_s: float | None = None,
     ) -> RecommendationList:
         request = recommender_pb2.SimilarRequest(
             product_id=product_id,

@@ -74,7 +74,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             code, message = grpc.StatusCode.NOT_FOUND, str(e)
         except IndexBackendError as e:
             log.error("%s: index unavailable: %s", method, e)
-            code, message = grpc.StatusCode.UNAVAILABLE, "the index is temporarily unavailable; retry with backoff"
+            code, message = (
+                grpc.StatusCode.UNAVAILABLE,
+                "the index is temporarily unavailable; retry with backoff",
+            )
         except Exception:
             log.exception("%s failed", method)
             code, message = grpc.StatusCode.INTERNAL, "internal error"
@@ -102,7 +105,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return SearchFilter(in_stock_only=not filters.include_out_of_stock)
 
     @staticmethod
-    def _response(state: ServingState, items: list[ScoredItem], reason: str) -> recommender_pb2.RecommendResponse:
+    def _response(
+        state: ServingState, items: list[ScoredItem], reason: str
+    ) -> recommender_pb2.RecommendResponse:
         return recommender_pb2.RecommendResponse(
             items=[
                 recommender_pb2.RecommendedItem(

@@ -8,6 +8,7 @@ heap, waits until the broker answers, and stops it (SIGTERM, then SIGKILL after 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -156,7 +157,9 @@ class LocalKafkaBroker:
             except Exception as e:  # not up yet: connection refused, no controller yet, ...
                 last_error = e
                 time.sleep(0.3)
-        raise BrokerError(f"Kafka broker not ready after {timeout_s:.0f}s ({last_error}); see {self.log_file}")
+        raise BrokerError(
+            f"Kafka broker not ready after {timeout_s:.0f}s ({last_error}); see {self.log_file}"
+        )
 
     def stop(self, grace_s: float = 20.0) -> None:
         pid = self._process.pid if self._process else read_pid(self.pid_file)
@@ -213,7 +216,5 @@ def stop_pid(pid: int, grace_s: float) -> None:
             pass
         time.sleep(0.1)
     log.warning("broker pid %d did not stop in %.0fs; killing it", pid, grace_s)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

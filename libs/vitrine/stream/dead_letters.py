@@ -46,9 +46,16 @@ class KafkaDeadLetters:
             (H_TIMESTAMP, str(record.timestamp_ms).encode()),
         ]
         # Original bytes, original key: the record can be fixed and replayed as it was.
-        self._pending.append(self._producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+        self._pending.append(
+            self._producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        )
         log.warning(
-            "dead-lettered %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset, reason, detail[:200]
+            "dead-lettered %s[%d]@%d: %s (%s)",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail[:200],
         )
 
     def flush(self) -> None:

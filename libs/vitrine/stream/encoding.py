@@ -39,6 +39,9 @@ class ItemEncoder(Protocol):
     def assign_clusters(self, vectors: np.ndarray) -> np.ndarray: ...
 
 
+Upsert = tuple[ProductEvent, Product, SourceRecord]
+
+
 @dataclass
 class BatchOutcome:
     consumed: int = 0
@@ -112,12 +115,16 @@ class EncoderPipeline:
         self._record(out)
         return out
 
-    def _encode(self, fresh: list[tuple[ProductEvent, SourceRecord]], out: BatchOutcome) -> list[VectorChange]:
+    def _encode(
+        self, fresh: list[tuple[ProductEvent, SourceRecord]], out: BatchOutcome
+    ) -> list[VectorChange]:
         version = self.model.model_version
         changes = [
-            VectorChange(Tombstone(e.product_id, e.version), version, e.event_time) for e, _ in fresh if e.is_delete
+            VectorChange(Tombstone(e.product_id, e.version), version, e.event_time)
+            for e, _ in fresh
+            if e.is_delete
         ]
-        upserts = [(e, r) for e, r in fresh if not e.is_delete]
+        upserts = [(e, e.product, r) for e, r in fresh if e.product is not None]
         if not upserts:
             return changes
         started = time.perf_counter()
@@ -126,28 +133,25 @@ class EncoderPipeline:
         if not ok:
             return changes
         clusters = self.model.assign_clusters(vectors)
-        for (event, _), vector, cluster in zip(ok, vectors, clusters, strict=True):
-            assert event.product is not None  # upserts only
-            item = IndexedItem(event.product_id, event.version, vector, payload_for(event.product, int(cluster)))
+        for (event, product, _), vector, cluster in zip(ok, vectors, clusters, strict=True):
+            item = IndexedItem(event.product_id, event.version, vector, payload_for(product, int(cluster)))
             changes.append(VectorChange(item, version, event.event_time))
         out.encoded = len(ok)
         return changes
 
     def _encode_isolating_failures(
-        self, upserts: list[tuple[ProductEvent, SourceRecord]], out: BatchOutcome
-    ) -> tuple[np.ndarray, list[tuple[ProductEvent, SourceRecord]]]:
+        self, upserts: list[Upsert], out: BatchOutcome
+    ) -> tuple[np.ndarray, list[Upsert]]:
         """Encode the batch in one call; if that fails, find the poison events one by one."""
-        products = [e.product for e, _ in upserts if e.product is not None]
         try:
-            return self._checked(self.model.encode_items(products)), upserts
+            return self._checked(self.model.encode_items([p for _, p, _ in upserts])), upserts
         except Exception as batch_error:
             log.warning("batch encode failed (%s); isolating the failing products", batch_error)
         kept, vectors = [], []
-        for event, record in upserts:
+        for event, product, record in upserts:
             try:
-                assert event.product is not None
-                vectors.append(self._checked(self.model.encode_items([event.product]))[0])
-                kept.append((event, record))
+                vectors.append(self._checked(self.model.encode_items([product]))[0])
+                kept.append((event, product, record))
             except Exception as e:
                 self._dead_letter(record, "encode_failed", f"{type(e).__name__}: {e}", out)
         empty = np.zeros((0, self.model.dim), dtype=np.float32)

@@ -54,7 +54,9 @@ class CatalogPublisher:
         self._report = PublishReport()
 
     @classmethod
-    def connect(cls, settings: KafkaSettings, topic: str = "catalog.products", **producer_config: Any) -> CatalogPublisher:
+    def connect(
+        cls, settings: KafkaSettings, topic: str = "catalog.products", **producer_config: Any
+    ) -> CatalogPublisher:
         return cls(make_producer(settings, **producer_config), topic)
 
     def publish(self, event: ProductEvent) -> None:

@@ -43,7 +43,9 @@ class VectorChange:
 
 def encode_vector_change(change: VectorChange) -> bytes:
     c = change.change
-    pb = catalog_pb2.ItemVector(product_id=c.product_id, version=c.version, model_version=change.model_version)
+    pb = catalog_pb2.ItemVector(
+        product_id=c.product_id, version=c.version, model_version=change.model_version
+    )
     pb.event_time.FromDatetime(change.event_time)
     if isinstance(c, Tombstone):
         pb.deleted = True

@@ -64,7 +64,9 @@ class KafkaVectorSink:
 
     def restore(self, consumer: KafkaConsumer, timeout_s: float = 120.0) -> int:
         """Read the vectors topic from the beginning to its current end; returns records read."""
-        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
+        partitions = [
+            TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())
+        ]
         if not partitions:
             return 0
         consumer.assign(partitions)

@@ -55,7 +55,11 @@ def ensure_topics(admin: KafkaAdminClient, specs: Sequence[TopicSpec]) -> list[s
     for spec in missing:
         try:
             admin.create_topics(
-                [NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=dict(spec.config))]
+                [
+                    NewTopic(
+                        spec.name, spec.partitions, spec.replication_factor, topic_configs=dict(spec.config)
+                    )
+                ]
             )
             created.append(spec.name)
             log.info("created topic %s (%d partitions)", spec.name, spec.partitions)

@@ -65,7 +65,9 @@ class VectorFeed:
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
                 for records in polled.values():
                     self._apply([r.value for r in records if r.value is not None])
-                if not self.caught_up.is_set() and all(self.consumer.position(tp) >= targets[tp] for tp in partitions):
+                if not self.caught_up.is_set() and all(
+                    self.consumer.position(tp) >= targets[tp] for tp in partitions
+                ):
                     self.caught_up.set()
                     log.info("vector feed caught up: %d live items", self.index.count())
                 self._update_gauges(partitions)
@@ -109,4 +111,6 @@ class VectorFeed:
         for tp in partitions:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
-                self.metrics.feed_lag.labels(str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))
+                self.metrics.feed_lag.labels(str(tp.partition)).set(
+                    max(0, highwater - self.consumer.position(tp))
+                )

@@ -117,4 +117,6 @@ class EncoderWorker:
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, highwater - self.consumer.position(tp))
+            )

@@ -12,8 +12,13 @@ from vitrine.v1 import catalog_pb2
 
 
 def _event(**product_fields: object) -> ProductEvent:
-    fields = dict(product_id="sku-1", title="Silk tie", category_path=("Clothing", "Men", "Ties"), price=20.0,
-                  currency="EUR")
+    fields = dict(
+        product_id="sku-1",
+        title="Silk tie",
+        category_path=("Clothing", "Men", "Ties"),
+        price=20.0,
+        currency="EUR",
+    )
     fields.update(product_fields)
     return ProductEvent.upsert(Product(**fields), 3, datetime(2026, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
 

@@ -1,4 +1,7 @@
-"""The embedded adapter against the real Qdrant Edge engine (in-process, on a temp directory)."""
+"""Both index adapters, through the port, against the real engines: Qdrant Edge (in-process shard) and
+qdrant-client's in-process Qdrant (the server adapter's code path). Every behavioural test runs on
+both; `test_adapters_are_congruent` runs the same calls on both and compares the answers, the way
+qdrant-client's own congruence tests compare its local and remote modes."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import numpy as np
 import pytest
 
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import IndexedItem, ItemPayload, SearchFilter, Tombstone
+from vitrine.index.port import IndexedItem, ItemPayload, SearchFilter, Tombstone, VectorIndex
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 
 DIM = 16
 
@@ -18,9 +22,20 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def open_index(kind: str, path: Path, dim: int = DIM) -> VectorIndex:
+    if kind == "edge":
+        return EdgeIndex(EdgeIndexConfig(path, dim))
+    return QdrantServerIndex(QdrantServerConfig(url=str(path), collection="items", dim=dim))
+
+
+@pytest.fixture(params=["edge", "server"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def index(tmp_path: Path) -> EdgeIndex:
-    ix = EdgeIndex(EdgeIndexConfig(tmp_path / "shard", DIM))
+def index(kind: str, tmp_path: Path) -> VectorIndex:
+    ix = open_index(kind, tmp_path / "index")
     yield ix
     ix.close()
 
@@ -44,7 +59,7 @@ def items() -> list[IndexedItem]:
     return out
 
 
-def test_search_returns_the_exact_nearest_neighbours(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_search_returns_the_exact_nearest_neighbours(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     query = items[3].vector
     hits = index.search(query, 5, SearchFilter(in_stock_only=False))
@@ -54,7 +69,7 @@ def test_search_returns_the_exact_nearest_neighbours(index: EdgeIndex, items: li
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_filters_are_applied_inside_the_index(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_filters_are_applied_inside_the_index(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     f = SearchFilter(
         in_stock_only=True,
@@ -74,13 +89,16 @@ def test_filters_are_applied_inside_the_index(index: EdgeIndex, items: list[Inde
     expected = {
         i.product_id
         for i in items
-        if i.payload.in_stock and "Sub1" in i.payload.category_path and i.payload.seller != "seller-0"
-        and 5 <= i.payload.price <= 30 and i.product_id != "p7"
+        if i.payload.in_stock
+        and "Sub1" in i.payload.category_path
+        and i.payload.seller != "seller-0"
+        and 5 <= i.payload.price <= 30
+        and i.product_id != "p7"
     }
     assert {h.product_id for h in hits} == expected
 
 
-def test_out_of_stock_items_appear_only_when_asked(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_out_of_stock_items_appear_only_when_asked(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     default = {h.product_id for h in index.search(items[0].vector, 40)}
     everything = {h.product_id for h in index.search(items[0].vector, 40, SearchFilter(in_stock_only=False))}
@@ -89,7 +107,7 @@ def test_out_of_stock_items_appear_only_when_asked(index: EdgeIndex, items: list
     assert out_of_stock <= everything
 
 
-def test_cluster_and_dedup_filters(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_cluster_and_dedup_filters(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     hits = index.search(items[0].vector, 40, SearchFilter(in_stock_only=False, clusters=(2, 3)))
     assert hits and all(h.payload.cluster in (2, 3) for h in hits)
@@ -97,7 +115,7 @@ def test_cluster_and_dedup_filters(index: EdgeIndex, items: list[IndexedItem]) -
     assert not {"p0", "p1"} & {h.product_id for h in hits}
 
 
-def test_older_versions_never_overwrite_newer_ones(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_older_versions_never_overwrite_newer_ones(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     newer = IndexedItem("p1", 5, items[2].vector, ItemPayload(title="v5"))
     older = IndexedItem("p1", 3, items[3].vector, ItemPayload(title="v3"))
@@ -108,19 +126,21 @@ def test_older_versions_never_overwrite_newer_ones(index: EdgeIndex, items: list
     assert index.versions(["p1"]) == {"p1": 5}
 
 
-def test_duplicate_delivery_is_harmless(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_duplicate_delivery_is_harmless(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     again = index.apply(items)
     assert again.written == 0 and again.stale == len(items)
     assert index.count() == len(items)
 
 
-def test_delete_is_a_versioned_tombstone(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_delete_is_a_versioned_tombstone(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     assert index.apply([], [Tombstone("p4", 2)]).deleted == 1
     assert "p4" not in index.get(["p4"])
     assert index.count() == len(items) - 1
-    assert all(h.product_id != "p4" for h in index.search(items[4].vector, 40, SearchFilter(in_stock_only=False)))
+    assert all(
+        h.product_id != "p4" for h in index.search(items[4].vector, 40, SearchFilter(in_stock_only=False))
+    )
     # an older upsert arriving after the delete must not resurrect the product
     assert index.apply([IndexedItem("p4", 1, items[4].vector, items[4].payload)]).stale == 1
     assert "p4" not in index.get(["p4"])
@@ -129,22 +149,25 @@ def test_delete_is_a_versioned_tombstone(index: EdgeIndex, items: list[IndexedIt
     assert "p4" in index.get(["p4"])
 
 
-def test_newest_change_wins_within_one_batch(index: EdgeIndex, items: list[IndexedItem]) -> None:
+def test_newest_change_wins_within_one_batch(index: VectorIndex, items: list[IndexedItem]) -> None:
     v = items[0].vector
     result = index.apply(
-        [IndexedItem("x", 1, v, ItemPayload(title="one")), IndexedItem("x", 3, v, ItemPayload(title="three"))],
+        [
+            IndexedItem("x", 1, v, ItemPayload(title="one")),
+            IndexedItem("x", 3, v, ItemPayload(title="three")),
+        ],
         [Tombstone("x", 2)],
     )
     assert result.written == 1 and result.deleted == 0
     assert index.get(["x"])["x"].payload.title == "three"
 
 
-def test_shard_survives_close_and_reopen(tmp_path: Path, items: list[IndexedItem]) -> None:
-    path = tmp_path / "shard"
-    ix = EdgeIndex(EdgeIndexConfig(path, DIM))
+def test_index_survives_close_and_reopen(kind: str, tmp_path: Path, items: list[IndexedItem]) -> None:
+    path = tmp_path / "index"
+    ix = open_index(kind, path)
     ix.apply(items, [Tombstone("p0", 9)])
     ix.close()
-    reopened = EdgeIndex(EdgeIndexConfig(path, DIM))
+    reopened = open_index(kind, path)
     try:
         assert reopened.count() == len(items) - 1
         assert reopened.versions(["p0", "p1"]) == {"p0": 9, "p1": 1}
@@ -152,11 +175,53 @@ def test_shard_survives_close_and_reopen(tmp_path: Path, items: list[IndexedItem
         reopened.close()
 
 
-def test_wrong_dimension_is_rejected(index: EdgeIndex) -> None:
+def test_server_adapter_switches_an_alias_between_collections(
+    tmp_path: Path, items: list[IndexedItem]
+) -> None:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(location=":memory:")
+    old = QdrantServerIndex(QdrantServerConfig(":memory:", "items-v1", DIM), client=client)
+    new = QdrantServerIndex(QdrantServerConfig(":memory:", "items-v2", DIM), client=client)
+    old.apply(items[:10])
+    new.apply(items)
+    old.point_alias("items")
+    reader = QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM), client=client, create=False)
+    assert reader.count() == 10
+    new.point_alias("items")
+    assert reader.count() == len(items)
+
+
+def test_wrong_dimension_is_rejected(index: VectorIndex) -> None:
     from vitrine.errors import IndexBackendError
 
     with pytest.raises(IndexBackendError, match="shape"):
         index.apply([IndexedItem("bad", 1, np.ones(DIM + 1, dtype=np.float32), ItemPayload())])
+
+
+def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> None:
+    edge, server = open_index("edge", tmp_path / "e"), open_index("server", tmp_path / "s")
+    try:
+        for ix in (edge, server):
+            ix.apply(items[:30], [Tombstone("p3", 2)])
+            ix.apply(items[25:], [Tombstone("p26", 1)])  # p26: stale delete (version 1 already stored)
+        filters = [
+            SearchFilter(),
+            SearchFilter(in_stock_only=False, categories_exclude=("Leaf1",), price_max=25),
+            SearchFilter(sellers_include=("seller-1", "seller-2"), clusters=(0, 1, 2), exclude_ids=("p7",)),
+        ]
+        for query in items[:5]:
+            for f in filters:
+                a = [(h.product_id, round(h.score, 4)) for h in edge.search(query.vector, 12, f)]
+                b = [(h.product_id, round(h.score, 4)) for h in server.search(query.vector, 12, f)]
+                assert a == b
+        ids = [i.product_id for i in items] + ["missing"]
+        assert edge.versions(ids) == server.versions(ids)
+        assert edge.count() == server.count() == len(items) - 1
+        assert sorted(edge.get(ids)) == sorted(server.get(ids))
+    finally:
+        edge.close()
+        server.close()
 
 
 def test_hnsw_search_matches_exact_search_after_optimisation(tmp_path: Path) -> None:
@@ -168,7 +233,8 @@ def test_hnsw_search_matches_exact_search_after_optimisation(tmp_path: Path) -> 
         queries = [_unit(rng) for _ in range(20)]
         recall = np.mean(
             [
-                len({h.product_id for h in ix.search(q, 10)} & {h.product_id for h in ix.exact_search(q, 10)}) / 10
+                len({h.product_id for h in ix.search(q, 10)} & {h.product_id for h in ix.exact_search(q, 10)})
+                / 10
                 for q in queries
             ]
         )

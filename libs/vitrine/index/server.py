@@ -1,0 +1,208 @@
+"""Server-mode adapter: a Qdrant server (or cluster) through qdrant-client, gRPC preferred.
+
+The collection is created with the model's vector size, dot-product distance (vectors are
+L2-normalised), HNSW settings and a payload index on every field a filter touches. Readers address an
+alias (e.g. `vitrine-similar`) that is switched atomically to a new model's collection after its
+backfill completed: a zero-downtime model switch. Tests run this very code against qdrant-client's
+in-process mode (`url=":memory:"` or a local path).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vitrine.errors import IndexBackendError
+from vitrine.index.edge import PAYLOAD_INDEXES
+from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.port import (
+    IndexedItem,
+    ItemPayload,
+    ScoredItem,
+    SearchFilter,
+    Tombstone,
+    WriteResult,
+    point_id,
+)
+from vitrine.index.versioning import plan_points
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QdrantServerConfig:
+    url: str  # "http://qdrant:6333", or ":memory:" / a local path for qdrant-client's in-process mode
+    collection: str
+    dim: int
+    api_key: str | None = None
+    prefer_grpc: bool = True
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    search_ef: int = 128
+    shards: int = 1
+    replicas: int = 1
+    timeout_s: int = 10
+
+
+def make_client(config: QdrantServerConfig) -> Any:
+    from qdrant_client import QdrantClient
+
+    if config.url == ":memory:":
+        return QdrantClient(location=":memory:")
+    if "://" not in config.url:
+        return QdrantClient(path=config.url)  # in-process, persisted to a folder
+    return QdrantClient(
+        url=config.url, api_key=config.api_key, prefer_grpc=config.prefer_grpc, timeout=config.timeout_s
+    )
+
+
+class QdrantServerIndex:
+    """VectorIndex on a Qdrant collection (or alias). Writes are serialised per process; Kafka's
+    partitioning guarantees one writer per product across processes."""
+
+    def __init__(self, config: QdrantServerConfig, client: Any | None = None, create: bool = True) -> None:
+        from qdrant_client import models
+
+        self._m = models
+        self._models = FilterModels(
+            models.Filter, models.FieldCondition, models.MatchValue, models.MatchAny, models.Range
+        )
+        self.config = config
+        self.dim = config.dim
+        self.client = client if client is not None else make_client(config)
+        self.collection = config.collection
+        self._write_lock = threading.Lock()
+        if create:
+            self.ensure_collection()
+
+    def ensure_collection(self) -> bool:
+        """Create the collection with its payload indexes if it does not exist; True if created."""
+        m = self._m
+        try:
+            if self.client.collection_exists(self.collection):
+                return False
+            self.client.create_collection(
+                self.collection,
+                vectors_config=m.VectorParams(size=self.dim, distance=m.Distance.DOT),
+                hnsw_config=m.HnswConfigDiff(
+                    m=self.config.hnsw_m, ef_construct=self.config.hnsw_ef_construct
+                ),
+                shard_number=self.config.shards,
+                replication_factor=self.config.replicas,
+            )
+            kinds = {
+                "keyword": m.PayloadSchemaType.KEYWORD,
+                "integer": m.PayloadSchemaType.INTEGER,
+                "float": m.PayloadSchemaType.FLOAT,
+            }
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                self.client.create_payload_index(self.collection, field_name, kinds[kind], wait=True)
+        except Exception as e:
+            raise IndexBackendError(f"cannot create Qdrant collection {self.collection!r}: {e}") from e
+        log.info("created Qdrant collection %s (dim %d)", self.collection, self.dim)
+        return True
+
+    def point_alias(self, alias: str) -> None:
+        """Atomically make `alias` name this collection (the zero-downtime switch)."""
+        m = self._m
+        operations: list[Any] = []
+        existing = {a.alias_name for a in self.client.get_aliases().aliases}
+        if alias in existing:
+            operations.append(m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=alias)))
+        operations.append(
+            m.CreateAliasOperation(
+                create_alias=m.CreateAlias(collection_name=self.collection, alias_name=alias)
+            )
+        )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
+        m = self._m
+        with self._write_lock:
+            planned, result = plan_points(items, tombstones, self.versions, self.dim)
+            if planned:
+                points = [m.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in planned]
+                try:
+                    self.client.upsert(self.collection, points=points, wait=True)
+                except Exception as e:
+                    raise IndexBackendError(f"Qdrant upsert of {len(points)} points failed: {e}") from e
+        return result
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _records(self, product_ids: Sequence[str], with_vectors: bool) -> list[Any]:
+        if not product_ids:
+            return []
+        try:
+            return list(
+                self.client.retrieve(
+                    self.collection,
+                    [point_id(p) for p in product_ids],
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+            )
+        except Exception as e:
+            raise IndexBackendError(f"Qdrant retrieve failed: {e}") from e
+
+    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
+        return {r.payload["product_id"]: int(r.payload["version"]) for r in self._records(product_ids, False)}
+
+    def get(self, product_ids: Sequence[str]) -> dict[str, IndexedItem]:
+        out: dict[str, IndexedItem] = {}
+        for r in self._records(product_ids, True):
+            if r.payload.get("deleted"):
+                continue
+            pid = r.payload["product_id"]
+            vector = np.asarray(r.vector, dtype=np.float32)
+            out[pid] = IndexedItem(pid, int(r.payload["version"]), vector, ItemPayload.from_dict(r.payload))
+        return out
+
+    def _query(
+        self, vector: np.ndarray, limit: int, filter: SearchFilter | None, exact: bool
+    ) -> list[ScoredItem]:
+        m = self._m
+        params = (
+            m.SearchParams(exact=True) if exact else m.SearchParams(hnsw_ef=max(self.config.search_ef, limit))
+        )
+        try:
+            response = self.client.query_points(
+                self.collection,
+                query=np.asarray(vector, dtype=np.float32).tolist(),
+                query_filter=build_filter(self._models, filter or SearchFilter()),
+                search_params=params,
+                limit=limit,
+                with_payload=True,
+            )
+        except Exception as e:
+            raise IndexBackendError(f"Qdrant query failed: {e}") from e
+        return [
+            ScoredItem(p.payload["product_id"], float(p.score), ItemPayload.from_dict(p.payload))
+            for p in response.points
+        ]
+
+    def search(self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None) -> list[ScoredItem]:
+        return self._query(vector, limit, filter, exact=False)
+
+    def exact_search(
+        self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None
+    ) -> list[ScoredItem]:
+        return self._query(vector, limit, filter, exact=True)
+
+    def count(self) -> int:
+        try:
+            return int(
+                self.client.count(self.collection, count_filter=live_filter(self._models), exact=True).count
+            )
+        except Exception as e:
+            raise IndexBackendError(f"Qdrant count failed: {e}") from e
+
+    def close(self) -> None:
+        self.client.close()

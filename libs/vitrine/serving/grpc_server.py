@@ -1,0 +1,74 @@
+"""gRPC server assembly: the Recommender servicer, the standard health service and server reflection.
+
+`create_grpc_server(...) -> GrpcServer` builds and binds (port 0 picks a free port) but does not start,
+so services and tests wire the very same server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.serving.grpc_api import RecommenderServicer, RequestLimits, ServingState
+from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
+
+RECOMMENDER_SERVICE = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", RECOMMENDER_SERVICE):
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace_s: float) -> None:
+        self.health.enter_graceful_shutdown()  # load balancers stop routing here before we stop answering
+        self.server.stop(grace_s).wait()
+
+
+def create_grpc_server(
+    state: Callable[[], ServingState],
+    metrics: RecommenderMetrics,
+    address: str = "127.0.0.1:0",
+    workers: int = 8,
+    limits: RequestLimits | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+) -> GrpcServer:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors))
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderServicer(state, metrics, limits), server
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (RECOMMENDER_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+    )
+    # TLS when credentials are given (vitrine.serving.security.server_security builds them)
+    port = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
+    if port == 0:
+        raise OSError(f"cannot bind gRPC server to {address}")
+    grpc_server = GrpcServer(server, port, health_servicer)
+    grpc_server.set_serving(False)
+    return grpc_server

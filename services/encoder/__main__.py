@@ -1,0 +1,12 @@
+"""`python -m vitrine_services.encoder [--log-level L] [OPTIONS]`: the same as `vitrine encoder`, loading only this
+service's command (the container entry point)."""
+
+import sys
+
+from vitrine.cli.main import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    # global options (--log-level X) come before the command name
+    split = 2 if argv[:1] == ["--log-level"] else 0
+    raise SystemExit(main([*argv[:split], "encoder", *argv[split:]], modules=("encoder",)))

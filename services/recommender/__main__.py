@@ -1,0 +1,12 @@
+"""`python -m vitrine_services.recommender [--log-level L] [OPTIONS]`: the same as `vitrine recommender`, loading only this
+service's command (the container entry point)."""
+
+import sys
+
+from vitrine.cli.main import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    # global options (--log-level X) come before the command name
+    split = 2 if argv[:1] == ["--log-level"] else 0
+    raise SystemExit(main([*argv[:split], "recommender", *argv[split:]], modules=("recommender",)))

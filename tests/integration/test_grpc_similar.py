@@ -1,0 +1,141 @@
+"""The Recommender gRPC API over real loopback gRPC, on a real Qdrant Edge index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.port import IndexedItem, ItemPayload
+from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.serving.client import RecommenderClient
+from vitrine.serving.grpc_api import ServingState
+from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
+from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
+
+pytestmark = pytest.mark.integration
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIndex]:
+    # creating a shard with its payload indexes takes ~2 s: one per module, read-only in these tests
+    index = EdgeIndex(EdgeIndexConfig(tmp_path_factory.mktemp("grpc") / "shard", DIM))
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=DIM).astype(np.float32)
+    items = []
+    for i in range(30):
+        v = base + 0.1 * i * rng.normal(size=DIM).astype(np.float32)
+        payload = ItemPayload(title=f"item {i}", in_stock=i != 1, dedup_key="dup" if i in (0, 2) else f"k{i}")
+        items.append(IndexedItem(f"p{i}", 1, v / np.linalg.norm(v), payload))
+    index.apply(items)
+    yield index
+    index.close()
+
+
+@pytest.fixture
+def server(index: EdgeIndex) -> Iterator[tuple[GrpcServer, RecommenderMetrics, EdgeIndex]]:
+    metrics = RecommenderMetrics()
+    state = ServingState(index=index, model_version="test-model", variant="A")
+    grpc_server = create_grpc_server(lambda: state, metrics)
+    grpc_server.start()
+    grpc_server.set_serving(True)
+    yield grpc_server, metrics, index
+    grpc_server.stop(0)
+
+
+def _stub(server: GrpcServer) -> recommender_pb2_grpc.RecommenderStub:
+    return recommender_pb2_grpc.RecommenderStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+
+
+def test_similar_excludes_the_anchor_its_duplicates_and_out_of_stock_items(server) -> None:
+    grpc_server, _, _ = server
+    with RecommenderClient(f"127.0.0.1:{grpc_server.port}") as client:
+        result = client.similar("p0", limit=50)
+    ids = set(result.ids)
+    assert "p0" not in ids and "p2" not in ids  # the anchor and its duplicate (same title + brand key)
+    assert "p1" not in ids  # out of stock
+    assert len(ids) == 27
+    assert result.model_version == "test-model" and result.variant == "A"
+    scores = [i.score for i in result.items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i.reason == "similar to p0" and i.title.startswith("item ") for i in result.items)
+
+
+def test_out_of_stock_items_are_returned_when_requested(server) -> None:
+    grpc_server, _, _ = server
+    with RecommenderClient(f"127.0.0.1:{grpc_server.port}") as client:
+        assert "p1" in client.similar("p0", limit=50, include_out_of_stock=True).ids
+
+
+def test_default_limit_is_ten(server) -> None:
+    grpc_server, _, _ = server
+    reply = _stub(grpc_server).Similar(recommender_pb2.SimilarRequest(product_id="p3"), timeout=5)
+    assert len(reply.items) == 10
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message"),
+    [
+        (
+            recommender_pb2.SimilarRequest(product_id="", limit=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "product_id",
+        ),
+        (
+            recommender_pb2.SimilarRequest(product_id="p0", limit=-1),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "limit",
+        ),
+        (
+            recommender_pb2.SimilarRequest(product_id="p0", limit=501),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "limit",
+        ),
+        (
+            recommender_pb2.SimilarRequest(product_id="x" * 300, limit=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "longer",
+        ),
+        (recommender_pb2.SimilarRequest(product_id="nope", limit=5), grpc.StatusCode.NOT_FOUND, "nope"),
+    ],
+)
+def test_bad_requests_get_clear_status_codes(server, request_, code, message) -> None:
+    grpc_server, metrics, _ = server
+    with pytest.raises(grpc.RpcError) as err:
+        _stub(grpc_server).Similar(request_, timeout=5)
+    assert err.value.code() == code
+    assert message in err.value.details()
+    assert metrics.requests.labels("Similar", code.name, "A")._value.get() == 1
+
+
+def test_requests_are_counted_by_method_code_and_variant(server) -> None:
+    grpc_server, metrics, _ = server
+    stub = _stub(grpc_server)
+    for _ in range(3):
+        stub.Similar(recommender_pb2.SimilarRequest(product_id="p5", limit=3), timeout=5)
+    assert metrics.requests.labels("Similar", "OK", "A")._value.get() == 3
+    assert metrics.latency.labels("Similar", "A")._sum.get() > 0
+
+
+def test_health_reports_serving_and_reflection_lists_the_service(server) -> None:
+    grpc_server, _, _ = server
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(service="vitrine.v1.Recommender"), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    grpc_server.set_serving(False)
+    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    services = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"vitrine.v1.Recommender", "grpc.health.v1.Health"} <= services

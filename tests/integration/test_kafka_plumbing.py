@@ -1,0 +1,141 @@
+"""Topic administration, the publisher, the vector sink and dead letters against a real Kafka broker."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from vitrine.catalog.schema import Product, ProductEvent
+from vitrine.catalog.validation import decode_event
+from vitrine.index.port import IndexedItem, ItemPayload, Tombstone
+from vitrine.stream.dead_letters import H_OFFSET, H_REASON, H_TOPIC, KafkaDeadLetters
+from vitrine.stream.kafka import KafkaSettings, TopicNames, make_admin, make_consumer, make_producer
+from vitrine.stream.publisher import CatalogPublisher, VersionClock
+from vitrine.stream.records import SourceRecord, VectorChange
+from vitrine.stream.sinks import KafkaVectorSink
+from vitrine.stream.topics import catalog_topics, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def _read_all(settings: KafkaSettings, topic: str, expected: int, timeout_ms: int = 15000) -> list:
+    consumer = make_consumer(settings, topic, consumer_timeout_ms=timeout_ms, group_id=None)
+    out = []
+    for record in consumer:
+        out.append(record)
+        if len(out) >= expected:
+            break
+    consumer.close()
+    return out
+
+
+def test_catalog_topics_are_created_idempotently_with_compaction(
+    kafka_settings: KafkaSettings, unique_name
+) -> None:
+    base = unique_name("admin")
+    names = TopicNames(f"{base}.products", f"{base}.vectors", f"{base}.dlq")
+    admin = make_admin(kafka_settings)
+    try:
+        first = ensure_topics(admin, catalog_topics(names, partitions=3))
+        second = ensure_topics(admin, catalog_topics(names, partitions=3))
+        assert sorted(first) == sorted([names.products, names.vectors, names.dead_letters])
+        assert second == []
+        described = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, names.products),
+                ConfigResource(ConfigResourceType.TOPIC, names.dead_letters),
+            ]
+        )["topic"]
+        assert described[names.products]["cleanup.policy"]["value"] == "compact"
+        assert described[names.dead_letters]["cleanup.policy"]["value"] == "delete"
+        partitions = admin.describe_topics([names.products])[0]["partitions"]
+        assert len(partitions) == 3
+    finally:
+        admin.close()
+
+
+def test_publisher_keys_by_product_id_and_confirms_delivery(
+    kafka_settings: KafkaSettings, catalog_topics
+) -> None:
+    products = [Product(f"sku-{i}", f"Product {i}") for i in range(20)]
+    with CatalogPublisher.connect(kafka_settings, catalog_topics.products) as publisher:
+        versions = [publisher.upsert(p) for p in products]
+        publisher.delete("sku-3")
+        report = publisher.flush()
+    assert report.sent == 21 and report.acknowledged == 21 and not report.failed
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    records = _read_all(kafka_settings, catalog_topics.products, 21)
+    assert len(records) == 21
+    for r in records:
+        event = decode_event(r.value, r.key)
+        assert r.key == event.product_id.encode()
+    assert sum(decode_event(r.value).is_delete for r in records) == 1
+
+
+def test_version_clock_is_strictly_increasing() -> None:
+    clock = VersionClock()
+    values = [clock.next() for _ in range(10_000)]
+    assert all(b > a for a, b in itertools.pairwise(values))
+
+
+def test_dead_letters_keep_the_original_bytes_and_say_why(
+    kafka_settings: KafkaSettings, catalog_topics
+) -> None:
+    producer = make_producer(kafka_settings)
+    dlq = KafkaDeadLetters(producer, catalog_topics.dead_letters)
+    record = SourceRecord(
+        catalog_topics.products, 1, 42, b"sku-9", b"\x00garbage", 1700000000000, (("trace", b"t1"),)
+    )
+    dlq.send(record, "undecodable", "not a ProductEvent")
+    dlq.flush()
+    producer.close()
+    [letter] = _read_all(kafka_settings, catalog_topics.dead_letters, 1)
+    headers = dict(letter.headers)
+    assert letter.value == b"\x00garbage" and letter.key == b"sku-9"
+    assert headers[H_REASON] == b"undecodable"
+    assert headers[H_TOPIC] == catalog_topics.products.encode() and headers[H_OFFSET] == b"42"
+    assert headers["trace"] == b"t1"
+
+
+def test_vector_sink_never_writes_stale_versions_and_restores_them(
+    kafka_settings: KafkaSettings, catalog_topics
+) -> None:
+    now = datetime.now(UTC)
+    vec = np.ones(4, dtype=np.float32) / 2
+
+    def change(pid: str, version: int, delete: bool = False) -> VectorChange:
+        c = (
+            Tombstone(pid, version)
+            if delete
+            else IndexedItem(pid, version, vec, ItemPayload(title=f"{pid}@{version}"))
+        )
+        return VectorChange(c, "m1", now)
+
+    sink = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
+    first = sink.write([change("a", 2), change("b", 1)])
+    assert (first.written, first.stale) == (2, 0)
+    second = sink.write([change("a", 1), change("b", 1), change("b", 3, delete=True)])
+    assert (second.written, second.deleted, second.stale) == (0, 1, 2)
+    sink.close()
+
+    restored = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
+    consumer = make_consumer(kafka_settings)
+    assert restored.restore(consumer) == 3
+    consumer.close()
+    assert restored.versions(["a", "b", "c"]) == {"a": 2, "b": 3}
+    assert restored.write([change("a", 2)]).stale == 1
+    restored.close()
+
+
+def test_product_events_survive_the_wire_unchanged(kafka_settings: KafkaSettings, catalog_topics) -> None:
+    event = ProductEvent.upsert(
+        Product("sku-x", "Title", price=9.99, currency="EUR"), 5, datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    with CatalogPublisher.connect(kafka_settings, catalog_topics.products) as publisher:
+        publisher.publish(event)
+    [record] = _read_all(kafka_settings, catalog_topics.products, 1)
+    assert decode_event(record.value, record.key) == event
