@@ -70,6 +70,19 @@ class ServiceProcess:
             self.process.kill()
             self.process.wait()
 
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """The current value of one series on the service's /metrics page (0 if absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        wanted = labels or {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                    return float(sample.value)
+        return 0.0
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -115,26 +128,30 @@ class LocalStack:
         return spawned
 
     def start_encoder(
-        self, name: str = "encoder", group_id: str = "vitrine-encoder", **extra: str
+        self,
+        name: str = "encoder",
+        group_id: str | None = "vitrine-encoder",
+        flags: tuple[str, ...] = (),
+        wait: bool = True,
+        **options: str,
     ) -> ServiceProcess:
+        """Start `vitrine encoder` as a process. `options` become `--key value`, `flags` are passed
+        as they are (e.g. "--backfill"); group_id None lets the service choose (backfill groups)."""
         metrics_port = free_port()
-        args = [
-            "--model",
-            str(self.model_dir),
-            "--bootstrap-servers",
-            self.kafka.bootstrap_servers,
-            "--group-id",
-            group_id,
-            "--metrics-port",
-            str(metrics_port),
-        ]
-        for key, value in extra.items():
+        args = ["--model", str(self.model_dir), "--bootstrap-servers", self.kafka.bootstrap_servers]
+        args += ["--metrics-port", str(metrics_port)]
+        if group_id is not None:
+            args += ["--group-id", group_id]
+        for key, value in options.items():
             args += [f"--{key.replace('_', '-')}", value]
-        service = self._spawn(name, "encoder", args, metrics_port)
-        wait_http_ok(service, timeout_s=120)
+        service = self._spawn(name, "encoder", [*args, *flags], metrics_port)
+        if wait:
+            wait_http_ok(service, timeout_s=120)
         return service
 
-    def start_recommender(self, name: str = "recommender") -> ServiceProcess:
+    def start_recommender(
+        self, name: str = "recommender", vectors_topic: str | None = None
+    ) -> ServiceProcess:
         metrics_port, grpc_port = free_port(), free_port()
         args = [
             "--model",
@@ -148,6 +165,8 @@ class LocalStack:
             "--index-path",
             str(self.work_dir / f"{name}-index"),
         ]
+        if vectors_topic is not None:
+            args += ["--vectors-topic", vectors_topic]
         service = self._spawn(name, "recommender", args, metrics_port, grpc_port)
         wait_grpc_serving(service, timeout_s=120)
         return service

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -12,11 +14,11 @@ from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
+from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
 from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
-from vitrine.stream.worker import BatchPolicy, EncoderWorker
+from vitrine.stream.worker import BatchPolicy, CatchUp, EncoderWorker
 from vitrine_services.encoder.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -43,37 +45,89 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     kafka = KafkaSettings(
         settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
     )
-    topics = TopicNames(settings.products_topic, settings.vectors_topic, settings.dead_letter_topic)
+    model = load_serving_model(settings.model_dir)
+    version = model.model_version
+    log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
+    topics = TopicNames(
+        settings.products_topic, settings.resolved_vectors_topic(version), settings.dead_letter_topic
+    )
     if settings.create_topics:
         ensure_catalog_topics(kafka, topics, settings.topic_partitions)
-    model = load_serving_model(settings.model_dir)
-    log.info("encoder model %s (dim %d, task %s)", model.model_version, model.dim, model.task)
 
     metrics = EncoderMetrics()
     producer = make_producer(kafka, **FLUSHING_PRODUCER)
     sink: VectorSink
+    point_alias: Callable[[], None] | None = None
     if settings.sink == "qdrant":
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        collection = settings.qdrant_collection or f"vitrine-{model.model_version}"
-        sink = IndexSink(
-            QdrantServerIndex(QdrantServerConfig(settings.qdrant_url, collection, model.dim, api_key=api_key))
+        config = QdrantServerConfig(
+            settings.qdrant_url, settings.resolved_collection(version), model.dim, api_key=api_key
         )
+        index = QdrantServerIndex(config)
+        sink = IndexSink(index)
+        if settings.qdrant_alias:
+            alias = settings.qdrant_alias
+
+            def point_alias() -> None:
+                index.point_alias(alias)
+                log.info("alias %s now names collection %s (model %s)", alias, index.collection, version)
+
+        log.info("writing to Qdrant collection %s", index.collection)
     else:
-        kafka_sink = KafkaVectorSink(producer, topics.vectors)
-        restore_consumer = make_consumer(kafka, client_id="vitrine-encoder-restore")
-        try:
-            kafka_sink.restore(restore_consumer)
-        finally:
-            restore_consumer.close()
+        kafka_sink = KafkaVectorSink(
+            producer, topics.vectors, make_consumer(kafka, client_id="vitrine-encoder-restore")
+        )
+        kafka_sink.restore()
         sink = kafka_sink
+        log.info("writing to vectors topic %s", topics.vectors)
     pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
-    consumer = make_consumer(kafka, group_id=settings.group_id, max_poll_records=settings.max_batch)
+    group_id = settings.resolved_group_id(version)
+    # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
+    consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(
         consumer, topics.products, pipeline, BatchPolicy(settings.max_batch, settings.max_wait_ms), metrics
     )
+    if settings.backfill:
+        worker.on_batch = _progress_logger(worker)
+
+    def caught_up(progress: CatchUp) -> None:
+        if point_alias is not None:
+            point_alias()
+        if settings.exit_when_caught_up:
+            log.info("caught up (%d records): stopping as asked", progress.total)
+            worker.stop()
+
+    worker.on_caught_up = caught_up
     metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
     log.info("encoder metrics on :%d/metrics", metrics_server.port)
+    backfill_note = " (backfill: a new group replays from the earliest offset)" if settings.backfill else ""
+    log.info("consumer group %s%s", group_id, backfill_note)
     return EncoderService(settings, worker, metrics_server)
+
+
+def _progress_logger(worker: EncoderWorker) -> Callable[[BatchOutcome], None]:
+    """Log a backfill's progress every ~5 s (the gauge vitrine_encoder_catch_up_ratio has it always)."""
+    started = time.monotonic()
+    last = [started]
+
+    def log_progress(_: BatchOutcome) -> None:
+        now = time.monotonic()
+        if now - last[0] < 5 or worker.catch_up is None:
+            return
+        last[0] = now
+        done, total = worker.catch_up.done, worker.catch_up.total
+        rate = done / (now - started)
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        log.info(
+            "backfill %d/%d records (%.0f%%), %.0f records/s, about %.0fs left",
+            done,
+            total,
+            100 * done / max(total, 1),
+            rate,
+            eta,
+        )
+
+    return log_progress
 
 
 def run_encoder(settings: EncoderSettings) -> int:

@@ -17,9 +17,26 @@ class EncoderSettings(BaseSettings):
         "127.0.0.1:9092", description="VITRINE_ENCODER_KAFKA_BOOTSTRAP_SERVERS"
     )
     products_topic: str = Field("catalog.products", description="VITRINE_ENCODER_PRODUCTS_TOPIC")
-    vectors_topic: str = Field("catalog.vectors", description="VITRINE_ENCODER_VECTORS_TOPIC (embedded mode)")
+    vectors_topic: str = Field(
+        "",
+        description="embedded mode; default catalog.vectors, or catalog.vectors.<model version> with "
+        "backfill (VITRINE_ENCODER_VECTORS_TOPIC)",
+    )
     dead_letter_topic: str = Field("catalog.products.dlq", description="VITRINE_ENCODER_DEAD_LETTER_TOPIC")
-    group_id: str = Field("vitrine-encoder", description="consumer group (VITRINE_ENCODER_GROUP_ID)")
+    group_id: str = Field(
+        "",
+        description="consumer group; default vitrine-encoder, or vitrine-encoder-<model version> with "
+        "backfill (VITRINE_ENCODER_GROUP_ID)",
+    )
+    backfill: bool = Field(
+        False,
+        description="build a new model's index: its own consumer group, vectors topic or collection, "
+        "replaying catalog.products from the earliest offset, with progress (VITRINE_ENCODER_BACKFILL)",
+    )
+    exit_when_caught_up: bool = Field(
+        False,
+        description="stop once the log end seen at start is reached (VITRINE_ENCODER_EXIT_WHEN_CAUGHT_UP)",
+    )
     sink: Literal["kafka", "qdrant"] = Field(
         "kafka",
         description="kafka: the vectors topic (embedded mode); qdrant: a Qdrant server "
@@ -48,6 +65,17 @@ class EncoderSettings(BaseSettings):
     topic_partitions: int = Field(
         2, ge=1, description="partitions for created topics (VITRINE_ENCODER_TOPIC_PARTITIONS)"
     )
+
+    def resolved_group_id(self, model_version: str) -> str:
+        return self.group_id or (f"vitrine-encoder-{model_version}" if self.backfill else "vitrine-encoder")
+
+    def resolved_vectors_topic(self, model_version: str) -> str:
+        return self.vectors_topic or (
+            f"catalog.vectors.{model_version}" if self.backfill else "catalog.vectors"
+        )
+
+    def resolved_collection(self, model_version: str) -> str:
+        return self.qdrant_collection or f"vitrine-{model_version}"
 
     # -- Kafka authentication and encryption, passed to kafka-python (docs/OPERATIONS.md, "Security") --
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -139,3 +139,29 @@ def test_product_events_survive_the_wire_unchanged(kafka_settings: KafkaSettings
         publisher.publish(event)
     [record] = _read_all(kafka_settings, catalog_topics.products, 1)
     assert decode_event(record.value, record.key) == event
+
+
+def test_vector_sink_catches_up_with_other_writers_on_assignment(
+    kafka_settings: KafkaSettings, catalog_topics
+) -> None:
+    """After a rebalance an encoder must know what the previous owner wrote, or an out-of-order
+    event could be written after a newer vector and win compaction."""
+    now = datetime.now(UTC)
+    vec = np.ones(4, dtype=np.float32) / 2
+
+    def item(pid: str, version: int) -> VectorChange:
+        return VectorChange(IndexedItem(pid, version, vec, ItemPayload(title=pid)), "m1", now)
+
+    previous_owner = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
+    successor = KafkaVectorSink(
+        make_producer(kafka_settings), catalog_topics.vectors, make_consumer(kafka_settings)
+    )
+    previous_owner.write([item("x", 3)])
+    successor.restore()
+    previous_owner.write([item("x", 5)])  # written after the successor's restore
+    assert successor.versions(["x"]) == {"x": 3}
+    successor.on_assigned()
+    assert successor.versions(["x"]) == {"x": 5}
+    assert successor.write([item("x", 4)]).stale == 1  # the out-of-order event is not written
+    previous_owner.close()
+    successor.close()

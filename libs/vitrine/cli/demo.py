@@ -71,6 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="vitrine-demo-"))
     catalog = generate(SyntheticConfig(n_products=args.products))
     products = list(catalog.products)
+    by_id = {p.product_id: p for p in products}
     stack = LocalStack(work_dir, args.model.resolve())
     try:
         _step("starting a local Apache Kafka broker (KRaft) and creating the catalogue topics")
@@ -91,15 +92,16 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"published {report.acknowledged} events in {time.monotonic() - started:.1f}s")
 
         client = RecommenderClient(recommender.grpc_target, timeout_s=2.0)
-        last = next(p for p in reversed(products) if p.availability == Availability.IN_STOCK)
-        waited = _wait_until(lambda: _found(client, last.product_id), timeout_s=120)
+        in_stock = [p.product_id for p in products if p.availability == Availability.IN_STOCK]
+        waited = _wait_until(
+            lambda: all(_found(client, pid) for pid in in_stock), timeout_s=120, interval_s=0.1
+        )
         print(
             f"all products searchable {time.monotonic() - started:.1f}s after the first event "
             f"({waited:.2f}s after the last was acknowledged)"
         )
 
         _step("similar products")
-        by_id = {p.product_id: p for p in products}
         for anchor in (products[0], products[7], products[25]):
             _print_similar(client, anchor.product_id, by_id)
 
@@ -107,11 +109,15 @@ def _demo(args: argparse.Namespace) -> int:
         changed = products[0]
         donor = next(p for p in products if p.category_path[-1] == "Headphones")
         renamed = replace(changed, title=donor.title + " (renamed)", category_path=donor.category_path)
-        before = client.similar(changed.product_id, limit=5).ids
         t0 = time.monotonic()
         publisher.upsert(renamed)
         publisher.flush()
-        _wait_until(lambda: client.similar(changed.product_id, limit=5).ids != before, timeout_s=30)
+
+        def among_headphones() -> bool:
+            ids = client.similar(changed.product_id, limit=5).ids
+            return sum(by_id[i].category_path[-1] == "Headphones" for i in ids) >= 3
+
+        _wait_until(among_headphones, timeout_s=30)
         print(f"{changed.product_id}: {changed.title!r} → {renamed.title!r}")
         print(f"recommendations followed in {1000 * (time.monotonic() - t0):.0f} ms:")
         by_id[changed.product_id] = renamed

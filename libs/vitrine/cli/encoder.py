@@ -16,6 +16,27 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--max-wait-ms", type=int, default=None)
+    parser.add_argument("--vectors-topic", default=None, help="embedded mode: where vectors go")
+    parser.add_argument("--sink", choices=("kafka", "qdrant"), default=None)
+    parser.add_argument("--qdrant-url", default=None)
+    parser.add_argument("--qdrant-collection", default=None)
+    parser.add_argument(
+        "--qdrant-alias", default=None, help="point this alias at the collection once caught up"
+    )
+    parser.add_argument(
+        "--backfill",
+        action="store_const",
+        const=True,
+        default=None,
+        help="build a new index for this model: own group, own vectors topic/collection, replay from the start",
+    )
+    parser.add_argument(
+        "--exit-when-caught-up",
+        action="store_const",
+        const=True,
+        default=None,
+        help="stop (after committing) once the log end seen at start is reached",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -34,5 +55,12 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        vectors_topic=args.vectors_topic,
+        sink=args.sink,
+        qdrant_url=args.qdrant_url,
+        qdrant_collection=args.qdrant_collection,
+        qdrant_alias=args.qdrant_alias,
+        backfill=args.backfill,
+        exit_when_caught_up=args.exit_when_caught_up,
     )
     return run_encoder(settings)

@@ -17,6 +17,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--grpc-port", type=int, default=None)
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--index-path", type=Path, default=None)
+    parser.add_argument("--vectors-topic", default=None, help="embedded mode: the vectors topic to serve")
     parser.set_defaults(handler=_run)
 
 
@@ -34,5 +35,6 @@ def _run(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         index_path=args.index_path,
+        vectors_topic=args.vectors_topic,
     )
     return run_recommender(settings)

@@ -58,6 +58,11 @@ class EncoderMetrics:
         self.lag = Gauge(
             "vitrine_encoder_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
         )
+        self.catch_up = Gauge(
+            "vitrine_encoder_catch_up_ratio",
+            "Share of the records up to the log end at assignment that are done (a backfill's progress)",
+            registry=r,
+        )
 
 
 class RecommenderMetrics:

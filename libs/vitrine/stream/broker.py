@@ -148,6 +148,8 @@ class LocalKafkaBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerError(f"Kafka broker exited with {self._process.returncode}; see {self.log_file}")
             try:
+                # a plain TCP probe first: kafka-python logs every refused connection as an error
+                socket.create_connection(("127.0.0.1", self.config.port), timeout=1).close()
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
                 try:
                     admin.list_topics()

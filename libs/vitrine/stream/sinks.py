@@ -27,6 +27,10 @@ class VectorSink(Protocol):
         """Write and block until acknowledged; skip what is not newer than what is held."""
         ...
 
+    def on_assigned(self) -> None:
+        """Partitions were (re)assigned to this worker: refresh what the sink knows of other writers."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -38,6 +42,9 @@ class IndexSink:
 
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
         return self.index.versions(product_ids)
+
+    def on_assigned(self) -> None:
+        """Nothing to refresh: versions are read from the index itself."""
 
     def write(self, changes: Sequence[VectorChange]) -> WriteResult:
         items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
@@ -52,31 +59,52 @@ class KafkaVectorSink:
     """Embedded mode: produce ItemVectors keyed by product id to the compacted vectors topic.
 
     The topic is compacted, so what survives compaction is the *last written* record per key: a stale
-    vector written after a newer one would win. The sink therefore keeps the latest version it wrote
-    per product (restored from the topic itself at start, like a Kafka Streams state store restored
-    from its changelog) and never writes a change that is not newer.
+    vector written after a newer one would win. The sink therefore keeps the latest version written
+    per product and never writes a change that is not newer. The map is restored from the topic
+    itself at start (like a Kafka Streams state store from its changelog) and brought up to date with
+    what other encoders of the group wrote whenever partitions move to this one (`on_assigned`): its
+    consumer then reads only the records appended since its last read.
     """
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, consumer: KafkaConsumer | None = None) -> None:
         self._producer = producer
         self.topic = topic
         self._versions: dict[str, int] = {}
+        self._consumer = consumer  # assign mode, no group: reads the vectors topic for restores
 
-    def restore(self, consumer: KafkaConsumer, timeout_s: float = 120.0) -> int:
+    def restore(self, consumer: KafkaConsumer | None = None, timeout_s: float = 120.0) -> int:
         """Read the vectors topic from the beginning to its current end; returns records read."""
-        partitions = [
-            TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())
-        ]
+        if consumer is not None:
+            self._consumer = consumer
+        if self._consumer is None:
+            raise ValueError("restore needs a consumer (pass one here or to the constructor)")
+        consumer = self._consumer
+        ids = sorted(consumer.partitions_for_topic(self.topic) or ())
+        partitions = [TopicPartition(self.topic, p) for p in ids]
         if not partitions:
             return 0
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
+        read = self._read_to_end(consumer, partitions, timeout_s)
+        log.info("restored %d product versions from %d records of %s", len(self._versions), read, self.topic)
+        return read
+
+    def on_assigned(self) -> None:
+        consumer = self._consumer
+        if consumer is None or not consumer.assignment():
+            return
+        read = self._read_to_end(consumer, sorted(consumer.assignment()), timeout_s=120.0)
+        log.info("read %d records appended to %s since the last refresh", read, self.topic)
+
+    def _read_to_end(
+        self, consumer: KafkaConsumer, partitions: list[TopicPartition], timeout_s: float
+    ) -> int:
         end = consumer.end_offsets(partitions)
         read = 0
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"restoring versions from {self.topic} took longer than {timeout_s}s")
+                raise TimeoutError(f"reading versions from {self.topic} took longer than {timeout_s}s")
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
                     if r.value is None:
@@ -85,7 +113,6 @@ class KafkaVectorSink:
                     if change.version > self._versions.get(change.product_id, 0):
                         self._versions[change.product_id] = change.version
                     read += 1
-        log.info("restored %d product versions from %d records of %s", len(self._versions), read, self.topic)
         return read
 
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
@@ -116,3 +143,7 @@ class KafkaVectorSink:
 
     def close(self) -> None:
         self._producer.flush()
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()

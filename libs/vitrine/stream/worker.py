@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from vitrine.obs.metrics import EncoderMetrics
@@ -38,6 +38,41 @@ class BatchPolicy:
             raise ValueError("max_records >= 1, max_wait_ms >= 0 and poll_timeout_ms >= 1 are required")
 
 
+class _SinkRefresher(ConsumerRebalanceListener):
+    """Runs inside poll() on the consumer thread. Nothing needs committing on revocation (see the
+    module docstring); on assignment the sink catches up with what the previous owners wrote."""
+
+    def __init__(self, pipeline: EncoderPipeline) -> None:
+        self.pipeline = pipeline
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        log.info("partitions revoked: %s", revoked)
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        log.info("partitions assigned: %s", assigned)
+        self.pipeline.sink.on_assigned()
+
+
+@dataclass
+class CatchUp:
+    """Progress towards the log end offsets seen when partitions were assigned (a replay's target)."""
+
+    targets: dict[TopicPartition, int]
+    positions: dict[TopicPartition, int]
+
+    @property
+    def done(self) -> int:
+        return sum(min(self.positions.get(tp, 0), end) for tp, end in self.targets.items())
+
+    @property
+    def total(self) -> int:
+        return sum(self.targets.values())
+
+    @property
+    def caught_up(self) -> bool:
+        return all(self.positions.get(tp, 0) >= end for tp, end in self.targets.items())
+
+
 class EncoderWorker:
     def __init__(
         self,
@@ -47,6 +82,7 @@ class EncoderWorker:
         policy: BatchPolicy | None = None,
         metrics: EncoderMetrics | None = None,
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        on_caught_up: Callable[[CatchUp], None] | None = None,
     ) -> None:
         self.consumer = consumer
         self.topic = topic
@@ -54,25 +90,28 @@ class EncoderWorker:
         self.policy = policy or BatchPolicy()
         self.metrics = metrics or pipeline.metrics
         self.on_batch = on_batch
+        self.on_caught_up = on_caught_up
         self.stop_event = threading.Event()
+        self.catch_up: CatchUp | None = None
+        self._caught_up_reported = False
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, commit and leave the group."""
         self.stop_event.set()
 
     def run(self) -> None:
-        self.consumer.subscribe([self.topic])
+        self.consumer.subscribe([self.topic], listener=_SinkRefresher(self.pipeline))
         log.info("encoder consuming %s", self.topic)
         try:
             while not self.stop_event.is_set():
                 batch = self._next_batch()
-                if not batch:
-                    continue
-                outcome = self.pipeline.process(batch)
-                self._commit(batch)
-                self._update_lag()
-                if self.on_batch is not None:
-                    self.on_batch(outcome)
+                if batch:
+                    outcome = self.pipeline.process(batch)
+                    self._commit(batch)
+                    self._update_lag()
+                    if self.on_batch is not None:
+                        self.on_batch(outcome)
+                self._track_catch_up()
         finally:
             # close() leaves the group at once, so the partitions move without a session timeout.
             self.consumer.close(autocommit=False)
@@ -111,6 +150,26 @@ class EncoderWorker:
             if tp not in offsets or offsets[tp].offset <= r.offset:
                 offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
         self.consumer.commit(offsets)
+
+    def _track_catch_up(self) -> None:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        if self.catch_up is None or set(self.catch_up.targets) != assignment:
+            # (re)assigned: the target is the log end as of now, like a replay's finishing line
+            self.catch_up = CatchUp(self.consumer.end_offsets(list(assignment)), {})
+            self._caught_up_reported = False
+        self.catch_up.positions = {tp: self.consumer.position(tp) for tp in assignment}
+        self.metrics.catch_up.set(self.catch_up.done / self.catch_up.total if self.catch_up.total else 1.0)
+        if self.catch_up.caught_up and not self._caught_up_reported:
+            self._caught_up_reported = True
+            log.info(
+                "caught up: %d records up to the log end of %d partitions",
+                self.catch_up.total,
+                len(assignment),
+            )
+            if self.on_caught_up is not None:
+                self.on_caught_up(self.catch_up)
 
     def _update_lag(self) -> None:
         for tp in self.consumer.assignment():
