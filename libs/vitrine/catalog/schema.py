@@ -125,9 +125,11 @@ _NON_WORD = re.compile(r"[^\w\s]")
 
 def normalise_text(text: str) -> str:
     """Case-fold, strip accents and punctuation, collapse spaces: the form used to compare titles."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACES.sub(" ", _NON_WORD.sub(" ", stripped)).strip()
+    folded = text.casefold()
+    if not folded.isascii():  # most catalogue text is ASCII: skip the per-character pass then
+        decomposed = unicodedata.normalize("NFKD", folded)
+        folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SPACES.sub(" ", _NON_WORD.sub(" ", folded)).strip()
 
 
 def dedup_key(product: Product) -> str:

@@ -2,9 +2,11 @@
 
 Invariant that makes rebalances safe without extra bookkeeping: every record handed to the pipeline
 is written, acknowledged and its offset committed before the next `poll()`. Partitions can only be
-revoked inside `poll()`, so at revocation nothing processed is uncommitted, and a partition's new
-owner starts exactly after what this worker finished. A crash between write and commit replays the
-batch; the version guard makes the replay harmless (at-least-once delivery, exactly-once state).
+revoked inside `poll()`, so at revocation nothing processed is uncommitted, and a partition's next
+owner starts exactly after what this worker finished. (kafka-python 3 runs rebalance listeners on
+its IO thread, where a blocking commit is not allowed: one more reason to commit in the loop.) A
+crash between write and commit replays the batch; the version guard makes the replay harmless
+(at-least-once delivery, exactly-once state).
 """
 
 from __future__ import annotations
@@ -38,19 +40,20 @@ class BatchPolicy:
             raise ValueError("max_records >= 1, max_wait_ms >= 0 and poll_timeout_ms >= 1 are required")
 
 
-class _SinkRefresher(ConsumerRebalanceListener):
-    """Runs inside poll() on the consumer thread. Nothing needs committing on revocation (see the
-    module docstring); on assignment the sink catches up with what the previous owners wrote."""
+class _Rebalance(ConsumerRebalanceListener):
+    """Runs on kafka-python's IO thread: only notes the change. Nothing processed is uncommitted at
+    revocation (see the module docstring); after an assignment the worker thread lets the sink catch
+    up with what the previous owners wrote, before it processes anything of the new partitions."""
 
-    def __init__(self, pipeline: EncoderPipeline) -> None:
-        self.pipeline = pipeline
+    def __init__(self, worker: EncoderWorker) -> None:
+        self.worker = worker
 
     def on_partitions_revoked(self, revoked: object) -> None:
         log.info("partitions revoked: %s", revoked)
 
     def on_partitions_assigned(self, assigned: object) -> None:
         log.info("partitions assigned: %s", assigned)
-        self.pipeline.sink.on_assigned()
+        self.worker.assignment_changed.set()
 
 
 @dataclass
@@ -93,6 +96,7 @@ class EncoderWorker:
         self.on_caught_up = on_caught_up
         self.stop_event = threading.Event()
         self.catch_up: CatchUp | None = None
+        self.assignment_changed = threading.Event()
         self._caught_up_reported = False
 
     def stop(self) -> None:
@@ -100,11 +104,14 @@ class EncoderWorker:
         self.stop_event.set()
 
     def run(self) -> None:
-        self.consumer.subscribe([self.topic], listener=_SinkRefresher(self.pipeline))
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         log.info("encoder consuming %s", self.topic)
         try:
             while not self.stop_event.is_set():
                 batch = self._next_batch()
+                if self.assignment_changed.is_set():
+                    self.assignment_changed.clear()
+                    self.pipeline.sink.on_assigned()
                 if batch:
                     outcome = self.pipeline.process(batch)
                     self._commit(batch)
