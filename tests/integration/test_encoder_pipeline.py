@@ -7,20 +7,23 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from vitrine.catalog.schema import Product, ProductEvent
+from vitrine.index.port import Tombstone
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import H_REASON, KafkaDeadLetters
 from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, group_progress, make_consumer, make_producer
 from vitrine.stream.records import decode_vector_change
-from vitrine.stream.sinks import KafkaVectorSink
+from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
 from vitrine.stream.worker import BatchPolicy, EncoderWorker
 
 pytestmark = pytest.mark.integration
@@ -56,25 +59,57 @@ def malformed(i: int, rng: random.Random) -> tuple[bytes, bytes | None, str]:
     return f"bad-{i}".encode(), good.SerializeToString(), "oversized_text"
 
 
-@pytest.fixture
+@dataclass
+class RunningEncoder:
+    group_id: str
+    metrics: EncoderMetrics
+    indexed: Callable[[], dict[str, int]]  # product id -> version (negative: deleted) in the sink
+
+
+def kafka_state(settings: KafkaSettings, topic: str) -> dict[str, int]:
+    state: dict[str, int] = {}
+    for r in read_topic(settings, topic):
+        change = decode_vector_change(r.value)
+        state[change.product_id] = -change.version if isinstance(change.change, Tombstone) else change.version
+    return state
+
+
+def qdrant_state(index: QdrantServerIndex) -> dict[str, int]:
+    points, _ = index.client.scroll(index.collection, limit=100_000, with_payload=True)
+    return {
+        p.payload["product_id"]: -p.payload["version"] if p.payload["deleted"] else p.payload["version"]
+        for p in points
+    }
+
+
+@pytest.fixture(params=["kafka", "qdrant"])
 def running_encoder(
-    kafka_settings: KafkaSettings, catalog_topics: TopicNames, model_dir: Path, unique_name
-) -> Iterator[tuple[str, EncoderMetrics]]:
+    request: pytest.FixtureRequest,
+    kafka_settings: KafkaSettings,
+    catalog_topics: TopicNames,
+    model_dir: Path,
+    unique_name,
+) -> Iterator[RunningEncoder]:
+    """The same pipeline and worker with either sink: the vectors topic (embedded mode) or a Qdrant
+    collection through the server adapter (qdrant-client's in-process engine)."""
     model = load_serving_model(model_dir)
     producer = make_producer(kafka_settings)
     metrics = EncoderMetrics()
-    pipeline = EncoderPipeline(
-        model,
-        KafkaVectorSink(producer, catalog_topics.vectors),
-        KafkaDeadLetters(producer, catalog_topics.dead_letters),
-        metrics,
-    )
+    sink: VectorSink
+    if request.param == "kafka":
+        sink = KafkaVectorSink(producer, catalog_topics.vectors)
+        indexed = lambda: kafka_state(kafka_settings, catalog_topics.vectors)  # noqa: E731
+    else:
+        index = QdrantServerIndex(QdrantServerConfig(":memory:", "items", model.dim))
+        sink = IndexSink(index)
+        indexed = lambda: qdrant_state(index)  # noqa: E731
+    pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, catalog_topics.dead_letters), metrics)
     group_id = unique_name("encoder")
     consumer = make_consumer(kafka_settings, group_id=group_id)
     worker = EncoderWorker(consumer, catalog_topics.products, pipeline, BatchPolicy(128, 20), metrics)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    yield group_id, metrics
+    yield RunningEncoder(group_id, metrics, indexed)
     worker.stop()
     thread.join(30)
     assert not thread.is_alive(), "the encoder did not stop on request"
@@ -83,12 +118,12 @@ def running_encoder(
 def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, running_encoder
 ) -> None:
-    _, metrics = running_encoder
+    metrics = running_encoder.metrics
     rng = random.Random(5)
     producer = make_producer(kafka_settings)
     expected_reasons: Counter[str] = Counter()
     valid_ids = set()
-    for i in range(2000):
+    for i in range(10_000):
         if i % 100 == 37:  # 1 % malformed, spread through the stream
             key, value, reason = malformed(i, rng)
             expected_reasons[reason] += 1
@@ -101,14 +136,12 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
         producer.send(catalog_topics.products, key=key, value=value)
     producer.flush()
 
-    deadline = time.monotonic() + 120
-    while metrics.consumed._value.get() < 2000 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while metrics.consumed._value.get() < 10_000 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert metrics.consumed._value.get() == 2000
+    assert metrics.consumed._value.get() == 10_000
 
-    vectors = read_topic(kafka_settings, catalog_topics.vectors)
-    indexed = {decode_vector_change(r.value).product_id for r in vectors}
-    assert indexed == valid_ids
+    assert set(running_encoder.indexed()) == valid_ids
     letters = read_topic(kafka_settings, catalog_topics.dead_letters)
     reasons = Counter(dict(r.headers)[H_REASON].decode() for r in letters)
     assert reasons == expected_reasons
@@ -119,7 +152,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
 def test_duplicates_and_stale_events_are_dropped_before_encoding(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, running_encoder
 ) -> None:
-    _, metrics = running_encoder
+    metrics = running_encoder.metrics
     producer = make_producer(kafka_settings)
     t = datetime.now(UTC)
     events = [
@@ -137,19 +170,15 @@ def test_duplicates_and_stale_events_are_dropped_before_encoding(
     deadline = time.monotonic() + 60
     while metrics.consumed._value.get() < len(events) and time.monotonic() < deadline:
         time.sleep(0.1)
-    changes = [decode_vector_change(r.value) for r in read_topic(kafka_settings, catalog_topics.vectors)]
-    assert [(c.product_id, c.version, type(c.change).__name__) for c in changes] == [
-        ("a", 2, "IndexedItem"),
-        ("b", 1, "IndexedItem"),
-        ("b", 2, "Tombstone"),
-    ]
+    assert running_encoder.indexed() == {"a": 2, "b": -2}
     assert metrics.stale._value.get() == 3
+    assert metrics.written.labels("upsert")._value.get() == 2  # a@2, b@1: the stale ones were never written
 
 
 def test_offsets_are_committed_once_the_batch_is_written(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, running_encoder
 ) -> None:
-    group_id, _ = running_encoder
+    group_id = running_encoder.group_id
     producer = make_producer(kafka_settings)
     for i in range(50):
         e = ProductEvent.upsert(Product(f"c-{i}", f"Item {i}"), 1)
@@ -163,8 +192,5 @@ def test_offsets_are_committed_once_the_batch_is_written(
         time.sleep(0.2)
     assert all(committed == end for committed, end in progress.values()), progress
     assert sum(end for _, end in progress.values()) == 50
-    # everything committed is in the vectors topic
-    written = {
-        decode_vector_change(r.value).product_id for r in read_topic(kafka_settings, catalog_topics.vectors)
-    }
-    assert written == {f"c-{i}" for i in range(50)}
+    # everything committed is in the index
+    assert set(running_encoder.indexed()) == {f"c-{i}" for i in range(50)}
