@@ -1,9 +1,12 @@
-"""Fixtures shared by every test: where the shared data is, and a real Kafka broker per session."""
+"""Fixtures shared by every test: where the shared data is, a real Kafka broker per session, and real
+models trained briefly on the synthetic catalogue (once per session)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,3 +75,50 @@ def catalog_topics(kafka_settings: object, unique_name: Callable[[str], str]) ->
     names = TopicNames(f"{base}.products", f"{base}.vectors", f"{base}.products.dlq")
     ensure_catalog_topics(kafka_settings, names, partitions=2)  # type: ignore[arg-type]
     return names
+
+
+SYNTHETIC_PRODUCTS = 600
+
+
+def _train_and_export(task: str) -> Path:
+    """Train a `task` model briefly on the synthetic catalogue and export it to ONNX, through the same
+    CLI users run (`vitrine train`, `vitrine export`)."""
+    out = Path(tempfile.mkdtemp(prefix="vitrine-test-model-")) / task
+    vitrine = [sys.executable, "-m", "vitrine.cli.main", "--log-level", "WARNING"]
+    train = [
+        *vitrine,
+        "train",
+        "--task",
+        task,
+        "--dataset",
+        f"synthetic:{SYNTHETIC_PRODUCTS}",
+        "--out",
+        str(out),
+    ]
+    for cmd in ([*train, "--epochs", "4", "--no-progress"], [*vitrine, "export", "--model", str(out)]):
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            pytest.fail(
+                f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False
+            )
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Iterator[Path]:
+    """A similar-products model trained briefly on the synthetic catalogue and exported to ONNX.
+    VITRINE_TEST_MODEL_DIR reuses an exported model instead (faster local iterations)."""
+    if reuse := os.environ.get("VITRINE_TEST_MODEL_DIR"):
+        yield Path(reuse)
+        return
+    yield _train_and_export("similar")
+
+
+@pytest.fixture(scope="session")
+def complementary_model_dir() -> Iterator[Path]:
+    """A complementary model (query tower + complementary-category map mined from the synthetic
+    baskets), trained and exported the same way. VITRINE_TEST_COMPLEMENTARY_MODEL_DIR reuses one."""
+    if reuse := os.environ.get("VITRINE_TEST_COMPLEMENTARY_MODEL_DIR"):
+        yield Path(reuse)
+        return
+    yield _train_and_export("complementary")

@@ -58,6 +58,11 @@ class EncoderMetrics:
         self.lag = Gauge(
             "vitrine_encoder_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
         )
+        self.retries = Counter(
+            "vitrine_encoder_retries_total",
+            "Batch writes or commits retried because the broker or the index was unavailable",
+            registry=r,
+        )
         self.catch_up = Gauge(
             "vitrine_encoder_catch_up_ratio",
             "Share of the records up to the log end at assignment that are done (a backfill's progress)",

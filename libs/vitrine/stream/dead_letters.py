@@ -61,7 +61,7 @@ class KafkaDeadLetters:
     def flush(self) -> None:
         if not self._pending:
             return
+        pending, self._pending = self._pending, []  # a failed flush is retried with the whole batch
         self._producer.flush()
-        for future in self._pending:
+        for future in pending:
             future.get(timeout=30)  # raises if the broker refused it: the batch is then retried
-        self._pending.clear()

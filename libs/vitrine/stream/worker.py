@@ -18,13 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
 
 log = logging.getLogger(__name__)
+
+# Failures of the infrastructure, worth waiting out; anything else is a bug and stops the worker.
+TRANSIENT: tuple[type[BaseException], ...] = (KafkaError, IndexBackendError, TimeoutError, ConnectionError)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class BatchPolicy:
     max_records: int = 256
     max_wait_ms: int = 50
     poll_timeout_ms: int = 200
+    retry_backoff_ms: int = 200
+    max_retry_backoff_ms: int = 10_000
 
     def __post_init__(self) -> None:
         if self.max_records < 1 or self.max_wait_ms < 0 or self.poll_timeout_ms < 1:
@@ -113,7 +120,9 @@ class EncoderWorker:
                     self.assignment_changed.clear()
                     self.pipeline.sink.on_assigned()
                 if batch:
-                    outcome = self.pipeline.process(batch)
+                    outcome = self._process_until_done(batch)
+                    if outcome is None:
+                        break  # stopped while the sink was down: not committed, so replayed later
                     self._commit(batch)
                     self._update_lag()
                     if self.on_batch is not None:
@@ -124,6 +133,23 @@ class EncoderWorker:
             self.consumer.close(autocommit=False)
             self.pipeline.sink.close()
             log.info("encoder stopped")
+
+    def _process_until_done(self, batch: list[SourceRecord]) -> BatchOutcome | None:
+        """Process a batch, retrying with capped exponential backoff while the broker or the index is
+        unavailable (a restart, a network blip): the batch is not committed, so retrying it is safe,
+        and crashing would only replay it after a restart anyway. None if stopped meanwhile."""
+        delay = self.policy.retry_backoff_ms / 1000
+        while True:
+            try:
+                return self.pipeline.process(batch)
+            except TRANSIENT as e:
+                self.metrics.retries.inc()
+                log.warning(
+                    "batch of %d failed (%s: %s); retrying in %.1fs", len(batch), type(e).__name__, e, delay
+                )
+                if self.stop_event.wait(delay):
+                    return None
+                delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
 
     def _next_batch(self) -> list[SourceRecord]:
         policy = self.policy
@@ -156,7 +182,22 @@ class EncoderWorker:
             tp = TopicPartition(r.topic, r.partition)
             if tp not in offsets or offsets[tp].offset <= r.offset:
                 offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        self.consumer.commit(offsets)
+        delay = self.policy.retry_backoff_ms / 1000
+        while True:
+            try:
+                self.consumer.commit(offsets)
+                return
+            except CommitFailedError as e:
+                # the group rebalanced while this batch was processed (e.g. this process was paused
+                # past the session timeout): the partitions' new owner replays it, harmlessly
+                log.warning("offsets not committed, the group moved on: %s", e)
+                return
+            except TRANSIENT as e:
+                self.metrics.retries.inc()
+                log.warning("offset commit failed (%s); retrying in %.1fs", e, delay)
+                if self.stop_event.wait(delay):
+                    return
+                delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
 
     def _track_catch_up(self) -> None:
         assignment = self.consumer.assignment()
