@@ -12,7 +12,7 @@ VITRINE_CACHE ?= $(HOME)/.cache/vitrine
 KAFKA_LIB := $(VITRINE_CACHE)/kafka/lib
 KAFKA_POM := deploy/kafka/pom.xml
 
-.PHONY: setup venv proto kafka-jars demo test test-fast lint format reliability bench clean
+.PHONY: setup venv proto kafka-jars prometheus demo test test-fast lint format reliability bench clean
 
 ## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
 setup: venv proto kafka-jars
@@ -43,9 +43,21 @@ kafka-jars: $(KAFKA_LIB)/.resolved
 demo: setup
 	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(VENV)/bin/vitrine demo
 
-## test: lint + the whole test suite against real Kafka, gRPC and Qdrant Edge
-test: setup lint
+## prometheus: Debian's Prometheus server and promtool, which the integration tests run (installed only when missing)
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+## test: lint + the whole test suite against real Kafka, gRPC, Qdrant Edge and Prometheus
+test: setup lint prometheus
 	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(PY) -m pytest -q
+
+## reliability: the long fault-injection runs (20 encoder kills, the full soak) on top of the CI-sized ones
+reliability: setup
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 $(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py
+	$(PY) bench/soak.py --minutes 10
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration and not slow"
