@@ -11,6 +11,7 @@ crash between write and commit replays the batch; the version guard makes the re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -57,6 +58,10 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: object) -> None:
         log.info("partitions revoked: %s", revoked)
+        for tp in revoked or ():  # type: ignore[attr-defined]
+            # stop exporting lag for partitions another replica now owns (a local, non-blocking call)
+            with contextlib.suppress(KeyError):
+                self.worker.metrics.lag.remove(tp.topic, str(tp.partition))
 
     def on_partitions_assigned(self, assigned: object) -> None:
         log.info("partitions assigned: %s", assigned)
@@ -124,9 +129,9 @@ class EncoderWorker:
                     if outcome is None:
                         break  # stopped while the sink was down: not committed, so replayed later
                     self._commit(batch)
-                    self._update_lag()
                     if self.on_batch is not None:
                         self.on_batch(outcome)
+                self._update_lag()  # every loop, so a stalled stream shows its lag growing
                 self._track_catch_up()
         finally:
             # close() leaves the group at once, so the partitions move without a session timeout.
