@@ -32,6 +32,7 @@ class VectorFeed:
         metrics: RecommenderMetrics,
         model_version: str | None = None,
         poll_timeout_ms: int = 100,
+        optimize_interval_s: float = 30.0,
     ) -> None:
         self.consumer = consumer
         self.topic = topic
@@ -40,6 +41,10 @@ class VectorFeed:
         # vectors of another model version would not be comparable with this index: skip them
         self.model_version = model_version
         self.poll_timeout_ms = poll_timeout_ms
+        # an embedded engine has no background optimizer: without this, superseded points pile up
+        # and new points are searched by brute force in the appendable segment
+        self.optimize_interval_s = optimize_interval_s
+        self._writes_since_optimize = 0
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,6 +66,7 @@ class VectorFeed:
         try:
             partitions = self._assign()
             targets = self.consumer.end_offsets(partitions)
+            next_optimize = time.monotonic() + self.optimize_interval_s
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
                 for records in polled.values():
@@ -68,8 +74,17 @@ class VectorFeed:
                 if not self.caught_up.is_set() and all(
                     self.consumer.position(tp) >= targets[tp] for tp in partitions
                 ):
+                    self._optimize()  # build the index before reporting ready: first queries are fast
                     self.caught_up.set()
                     log.info("vector feed caught up: %d live items", self.index.count())
+                    next_optimize = time.monotonic() + self.optimize_interval_s
+                elif (
+                    self.caught_up.is_set()
+                    and self._writes_since_optimize
+                    and time.monotonic() >= next_optimize
+                ):
+                    self._optimize()
+                    next_optimize = time.monotonic() + self.optimize_interval_s
                 self._update_gauges(partitions)
         except BaseException as e:  # surfaced through health: a dead feed means a stale replica
             self.error = e
@@ -97,6 +112,7 @@ class VectorFeed:
         items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
         tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
         result = self.index.apply(items, tombs)
+        self._writes_since_optimize += result.written + result.deleted
         if self.caught_up.is_set():  # replaying history says nothing about freshness
             now = datetime.now(UTC)
             stale = set(result.stale_ids)
@@ -106,6 +122,14 @@ class VectorFeed:
         self.metrics.applied.labels("upsert").inc(result.written)
         self.metrics.applied.labels("delete").inc(result.deleted)
         self.metrics.feed_stale.inc(result.stale)
+
+    def _optimize(self) -> None:
+        started = time.monotonic()
+        self.index.optimize()
+        log.debug(
+            "optimized after %d writes in %.2fs", self._writes_since_optimize, time.monotonic() - started
+        )
+        self._writes_since_optimize = 0
 
     def _update_gauges(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
