@@ -19,6 +19,7 @@ from vitrine.index.port import (
     ItemPayload,
     ScoredItem,
     SearchFilter,
+    SearchRequest,
     Tombstone,
     WriteResult,
     point_id,
@@ -51,6 +52,9 @@ class EdgeIndexConfig:
     # below this many points a segment is searched exactly (cheap, and exact)
     full_scan_threshold: int = 10_000
     fresh: bool = False  # delete whatever is at `path` and start empty
+    # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
+    # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
+    wal: bool = True
 
 
 class EdgeIndex:
@@ -73,6 +77,7 @@ class EdgeIndex:
                 ef_construct=config.hnsw_ef_construct,
                 full_scan_threshold=config.full_scan_threshold,
             ),
+            wal_enabled=config.wal,
         )
         try:
             if config.path.exists() and any(config.path.iterdir()):
@@ -159,6 +164,42 @@ class EdgeIndex:
         return [
             ScoredItem(h.payload["product_id"], float(h.score), ItemPayload.from_dict(h.payload))
             for h in hits
+        ]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
+        if not requests:
+            return []
+        qe = self._qe
+        queries = []
+        for r in requests:
+            vector = np.asarray(r.vector, dtype=np.float32).tolist()
+            if r.mmr is None:
+                query: Any = qe.Query.Nearest(vector)
+                ef = max(self.config.search_ef, r.limit)
+            else:
+                # Edge takes MMR's lambda (weight of relevance); the port speaks Qdrant's `diversity`
+                candidates = max(r.mmr.candidates, r.limit)
+                query = qe.Mmr(vector, 1.0 - r.mmr.diversity, candidates)
+                ef = max(self.config.search_ef, candidates)
+            queries.append(
+                qe.QueryRequest(
+                    limit=r.limit,
+                    query=query,
+                    filter=build_filter(self._models, r.filter or SearchFilter()),
+                    with_payload=True,
+                    params=qe.SearchParams(hnsw_ef=ef),
+                )
+            )
+        try:
+            results = self._shard.query_batch(qe.QueryBatchRequest(queries))
+        except Exception as e:
+            raise IndexBackendError(f"Qdrant Edge batch query of {len(queries)} failed: {e}") from e
+        return [
+            [
+                ScoredItem(h.payload["product_id"], float(h.score), ItemPayload.from_dict(h.payload))
+                for h in hits
+            ]
+            for hits in results
         ]
 
     def exact_search(
