@@ -38,6 +38,8 @@ def build_filter(m: FilterModels, f: SearchFilter) -> Any:
         must.append(any_of("seller", f.sellers_include))
     if f.clusters:
         must.append(any_of("cluster", f.clusters))
+    if f.leaf_categories:
+        must.append(any_of("leaf_category", f.leaf_categories))
     if f.price_min is not None or f.price_max is not None:
         must.append(m.FieldCondition(key="price", range=m.Range(gte=f.price_min, lte=f.price_max)))
     must_not: list[Any] = []

@@ -110,6 +110,32 @@ class SearchFilter:
     price_min: float | None = None
     price_max: float | None = None
     clusters: tuple[int, ...] = ()
+    leaf_categories: tuple[str, ...] = ()  # match the leaf category exactly (a complementary target)
+
+
+@dataclass(frozen=True, slots=True)
+class Mmr:
+    """Maximal Marginal Relevance: re-rank the `candidates` nearest items so that each next pick is
+    relevant to the query but unlike the items already picked (Qdrant's MMR, in both engines)."""
+
+    diversity: float = 0.5  # 0 = relevance only .. 1 = diversity only
+    candidates: int = 100  # nearest items considered (at least the request's limit)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError(f"MMR diversity must be in [0, 1], got {self.diversity}")
+        if self.candidates < 1:
+            raise ValueError(f"MMR candidates must be >= 1, got {self.candidates}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """One search of a batch (`VectorIndex.search_batch`)."""
+
+    vector: np.ndarray
+    limit: int
+    filter: SearchFilter | None = None
+    mmr: Mmr | None = None  # None = plain nearest neighbours
 
 
 @dataclass
@@ -141,8 +167,17 @@ class VectorIndex(Protocol):
         """Nearest live items by dot product (vectors are L2-normalised: cosine)."""
         ...
 
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
+        """Several searches (nearest or MMR) planned and run together; one result list per request."""
+        ...
+
     def count(self) -> int:
         """Number of live (not deleted) items."""
+        ...
+
+    def optimize(self) -> None:
+        """Merge segments, drop superseded points and build HNSW where due. Qdrant Edge runs no
+        background optimizer, so its owner calls this; a Qdrant server optimizes by itself."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from vitrine.index.port import (
     ItemPayload,
     ScoredItem,
     SearchFilter,
+    SearchRequest,
     Tombstone,
     WriteResult,
     point_id,
@@ -39,7 +40,7 @@ class QdrantServerConfig:
     url: str  # "http://qdrant:6333", or ":memory:" / a local path for qdrant-client's in-process mode
     collection: str
     dim: int
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     prefer_grpc: bool = True
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
@@ -196,6 +197,43 @@ class QdrantServerIndex:
     ) -> list[ScoredItem]:
         return self._query(vector, limit, filter, exact=True)
 
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
+        if not requests:
+            return []
+        m = self._m
+        queries = []
+        for r in requests:
+            vector = np.asarray(r.vector, dtype=np.float32).tolist()
+            if r.mmr is None:
+                query: Any = vector
+                ef = max(self.config.search_ef, r.limit)
+            else:
+                candidates = max(r.mmr.candidates, r.limit)
+                query = m.NearestQuery(
+                    nearest=vector, mmr=m.Mmr(diversity=r.mmr.diversity, candidates_limit=candidates)
+                )
+                ef = max(self.config.search_ef, candidates)
+            queries.append(
+                m.QueryRequest(
+                    query=query,
+                    filter=build_filter(self._models, r.filter or SearchFilter()),
+                    params=m.SearchParams(hnsw_ef=ef),
+                    limit=r.limit,
+                    with_payload=True,
+                )
+            )
+        try:
+            responses = self.client.query_batch_points(self.collection, queries)
+        except Exception as e:
+            raise IndexBackendError(f"Qdrant batch query of {len(queries)} failed: {e}") from e
+        return [
+            [
+                ScoredItem(p.payload["product_id"], float(p.score), ItemPayload.from_dict(p.payload))
+                for p in r.points
+            ]
+            for r in responses
+        ]
+
     def count(self) -> int:
         try:
             return int(
@@ -203,6 +241,9 @@ class QdrantServerIndex:
             )
         except Exception as e:
             raise IndexBackendError(f"Qdrant count failed: {e}") from e
+
+    def optimize(self) -> None:
+        """Nothing to do: the Qdrant server runs its optimizers in the background."""
 
     def close(self) -> None:
         self.client.close()

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import IndexedItem, ItemPayload, SearchFilter, Tombstone, VectorIndex
+from vitrine.index.port import (
+    IndexedItem,
+    ItemPayload,
+    Mmr,
+    SearchFilter,
+    SearchRequest,
+    Tombstone,
+    VectorIndex,
+)
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 
 DIM = 16
@@ -115,6 +123,62 @@ def test_cluster_and_dedup_filters(index: VectorIndex, items: list[IndexedItem])
     assert not {"p0", "p1"} & {h.product_id for h in hits}
 
 
+def test_leaf_category_filter_matches_the_leaf_only(index: VectorIndex, items: list[IndexedItem]) -> None:
+    index.apply(items)
+    hits = index.search(
+        items[0].vector, 40, SearchFilter(in_stock_only=False, leaf_categories=("Leaf1", "Leaf2"))
+    )
+    assert {h.payload.leaf_category for h in hits} == {"Leaf1", "Leaf2"}
+    assert len(hits) == 20
+    # "Sub1" is a level of the path, not a leaf: nothing matches
+    assert (
+        index.search(items[0].vector, 40, SearchFilter(in_stock_only=False, leaf_categories=("Sub1",))) == []
+    )
+
+
+def test_search_batch_answers_each_request_like_search(index: VectorIndex, items: list[IndexedItem]) -> None:
+    index.apply(items)
+    filters = [SearchFilter(), SearchFilter(in_stock_only=False, leaf_categories=("Leaf3",)), None]
+    requests = [SearchRequest(items[i].vector, 5 + i, filters[i]) for i in range(3)]
+    batched = index.search_batch(requests)
+    assert len(batched) == 3
+    for request, hits in zip(requests, batched, strict=True):
+        single = index.search(request.vector, request.limit, request.filter)
+        assert [h.product_id for h in hits] == [h.product_id for h in single]
+    assert index.search_batch([]) == []
+
+
+def test_mmr_trades_relevance_for_diversity(index: VectorIndex, items: list[IndexedItem]) -> None:
+    index.apply(items)
+    query = items[0].vector
+    vectors = {i.product_id: i.vector for i in items}
+    f = SearchFilter(in_stock_only=False)
+    nearest, diverse, relevance_only = index.search_batch(
+        [
+            SearchRequest(query, 8, f),
+            SearchRequest(query, 8, f, Mmr(diversity=0.9, candidates=40)),
+            SearchRequest(query, 8, f, Mmr(diversity=0.0, candidates=40)),
+        ]
+    )
+
+    def mean_pairwise(hits: list) -> float:
+        m = np.stack([vectors[h.product_id] for h in hits])
+        sims = m @ m.T
+        return float((sims.sum() - np.trace(sims)) / (len(hits) * (len(hits) - 1)))
+
+    assert diverse[0].product_id == nearest[0].product_id == "p0"  # MMR starts from the most relevant
+    assert mean_pairwise(diverse) < mean_pairwise(nearest)
+    assert [h.product_id for h in relevance_only] == [h.product_id for h in nearest]
+    assert all(h.score == pytest.approx(float(vectors[h.product_id] @ query), abs=1e-4) for h in diverse)
+
+
+def test_mmr_parameters_are_validated() -> None:
+    with pytest.raises(ValueError, match="diversity"):
+        Mmr(diversity=1.5)
+    with pytest.raises(ValueError, match="candidates"):
+        Mmr(candidates=0)
+
+
 def test_older_versions_never_overwrite_newer_ones(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
     newer = IndexedItem("p1", 5, items[2].vector, ItemPayload(title="v5"))
@@ -215,6 +279,14 @@ def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> Non
                 a = [(h.product_id, round(h.score, 4)) for h in edge.search(query.vector, 12, f)]
                 b = [(h.product_id, round(h.score, 4)) for h in server.search(query.vector, 12, f)]
                 assert a == b
+        batch = [
+            SearchRequest(items[0].vector, 10, SearchFilter(leaf_categories=("Leaf0", "Leaf3"))),
+            SearchRequest(items[1].vector, 10, filters[2], Mmr(diversity=0.7, candidates=30)),
+            SearchRequest(items[2].vector, 6, filters[1], Mmr(diversity=0.2, candidates=12)),
+        ]
+        a_batch = [[(h.product_id, round(h.score, 4)) for h in hits] for hits in edge.search_batch(batch)]
+        b_batch = [[(h.product_id, round(h.score, 4)) for h in hits] for hits in server.search_batch(batch)]
+        assert a_batch == b_batch and all(a_batch)
         ids = [i.product_id for i in items] + ["missing"]
         assert edge.versions(ids) == server.versions(ids)
         assert edge.count() == server.count() == len(items) - 1
