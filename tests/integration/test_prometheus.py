@@ -244,8 +244,12 @@ def test_prometheus_scrapes_the_vitrine_series(targets: Targets, prometheus: Pro
     not_found = 'vitrine_recommender_requests_total{method="Similar", code="NOT_FOUND", variant="A"}'
     assert _value(prometheus.query(not_found)) == 2
 
-    up = {r["metric"]["job"]: _value([r]) for r in prometheus.query('up{job=~"vitrine-.*"}')}
-    assert up == {"vitrine-encoder": 1.0, "vitrine-recommender": 1.0}
+    def up() -> dict[str, float]:
+        return {r["metric"]["job"]: _value([r]) for r in prometheus.query('up{job=~"vitrine-.*"}')}
+
+    # each job is scraped on its own schedule: wait for both before comparing
+    prometheus.wait_for("both jobs scraped", lambda: len(up()) == 2)
+    assert up() == {"vitrine-encoder": 1.0, "vitrine-recommender": 1.0}
     targets_api = prometheus.api("targets")["data"]["activeTargets"]
     assert {t["labels"]["job"]: t["health"] for t in targets_api} == {
         "vitrine-encoder": "up",
