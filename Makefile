@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@# grpcio-tools first: the editable install needs the generated vitrine.v1 package to exist.
 	$(UV) pip install --quiet --python $(PY) "grpcio-tools==1.85.1" "protobuf==7.36.2"
 	$(PY) protos/generate.py
-	$(UV) pip install --quiet --python $(PY) -e ".[train,dev]"
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e ".[train,dev]"
 	@touch $@
 
 venv: $(VENV)/.installed
