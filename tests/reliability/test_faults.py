@@ -103,8 +103,10 @@ def test_broker_restart_during_ingest_loses_nothing(stack: LocalStack) -> None:
     wait_for(lambda: caught_up(stack), 120, "second round ingested")
     assert encoder.alive(), f"the encoder died instead of waiting the broker out:\n{encoder.log_tail()}"
     assert vector_state(stack) == expected
-    assert encoder.metric("vitrine_encoder_retries_total") >= 1
-    print(f"recovery after the broker restart: {recovery:.1f}s")
+    # (whether a write was in flight when the broker went away depends on timing, so the retry
+    # counter is reported, not asserted)
+    retries = encoder.metric("vitrine_encoder_retries_total")
+    print(f"recovery after the broker restart: {recovery:.1f}s, {retries:.0f} retried batches")
 
 
 def test_recommender_killed_and_restarted_rebuilds_its_index(stack: LocalStack) -> None:
