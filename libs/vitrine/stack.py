@@ -6,6 +6,7 @@ exactly as they are deployed (separate processes talking over Kafka and gRPC).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -13,10 +14,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vitrine.errors import VitrineError
@@ -64,6 +68,11 @@ class ServiceProcess:
                 self.process.wait()
         return int(self.process.returncode)
 
+    def hangup(self) -> None:
+        """SIGHUP: the recommender re-reads its configuration (hot reload of models and variants)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGHUP)
+
     def kill(self) -> None:
         """SIGKILL: a crash, for fault-injection tests."""
         if self.alive():
@@ -98,6 +107,7 @@ class LocalStack:
     broker: LocalKafkaBroker | None = None
     topics: TopicNames = field(default_factory=TopicNames)
     services: list[ServiceProcess] = field(default_factory=list)
+    owns_broker: bool = True  # False after attach_broker: stop() leaves a shared broker running
 
     @property
     def kafka(self) -> KafkaSettings:
@@ -110,6 +120,13 @@ class LocalStack:
         self.broker.start()
         ensure_catalog_topics(self.kafka, self.topics, self.partitions)
         return self.broker
+
+    def attach_broker(self, broker: LocalKafkaBroker) -> LocalKafkaBroker:
+        """Use a broker that is already running (e.g. a test session's); `stop()` leaves it running."""
+        self.broker = broker
+        self.owns_broker = False
+        ensure_catalog_topics(self.kafka, self.topics, self.partitions)
+        return broker
 
     def _spawn(
         self, name: str, service: str, args: list[str], metrics_port: int, grpc_port: int | None = None
@@ -133,12 +150,15 @@ class LocalStack:
         group_id: str | None = "vitrine-encoder",
         flags: tuple[str, ...] = (),
         wait: bool = True,
+        model_dir: Path | None = None,
         **options: str,
     ) -> ServiceProcess:
         """Start `vitrine encoder` as a process. `options` become `--key value`, `flags` are passed
-        as they are (e.g. "--backfill"); group_id None lets the service choose (backfill groups)."""
+        as they are (e.g. "--backfill"); group_id None lets the service choose (backfill groups);
+        `model_dir` encodes with another model than the stack's (e.g. a complementary model)."""
         metrics_port = free_port()
-        args = ["--model", str(self.model_dir), "--bootstrap-servers", self.kafka.bootstrap_servers]
+        model = model_dir or self.model_dir
+        args = ["--model", str(model), "--bootstrap-servers", self.kafka.bootstrap_servers]
         args += ["--metrics-port", str(metrics_port)]
         if group_id is not None:
             args += ["--group-id", group_id]
@@ -150,12 +170,19 @@ class LocalStack:
         return service
 
     def start_recommender(
-        self, name: str = "recommender", vectors_topic: str | None = None
+        self,
+        name: str = "recommender",
+        vectors_topic: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        with_model_dir: bool = True,
     ) -> ServiceProcess:
+        """A recommender serving the stack's model (`--model`, unless `with_model_dir` is False) and
+        whatever `config` (the `recommender:` section of a YAML file: models, variants, ...) adds."""
         metrics_port, grpc_port = free_port(), free_port()
-        args = [
-            "--model",
-            str(self.model_dir),
+        args = ["--model", str(self.model_dir)] if with_model_dir else []
+        if config is not None:
+            args += ["--config", str(self.write_recommender_config(name, config))]
+        args += [
             "--bootstrap-servers",
             self.kafka.bootstrap_servers,
             "--grpc-port",
@@ -171,11 +198,20 @@ class LocalStack:
         wait_grpc_serving(service, timeout_s=120)
         return service
 
+    def write_recommender_config(self, name: str, config: Mapping[str, Any]) -> Path:
+        """(Re)write the YAML file a recommender named `name` reads; `ServiceProcess.hangup()` applies it."""
+        path = self.work_dir / f"{name}.yaml"
+        plain = json.loads(json.dumps({"recommender": dict(config)}, default=str))  # Paths → strings
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(plain, sort_keys=False))
+        tmp.replace(path)  # a reload never reads a half-written file
+        return path
+
     def stop(self) -> None:
         for service in reversed(self.services):
             service.terminate()
         self.services.clear()
-        if self.broker is not None:
+        if self.broker is not None and self.owns_broker:
             self.broker.stop()
 
     def __enter__(self) -> LocalStack:

@@ -1,89 +1,240 @@
-"""Recommender service: wiring and lifecycle. gRPC API + health + reflection + /metrics, and (embedded
-mode) the local Qdrant Edge shard fed from catalog.vectors."""
+"""Recommender service: wiring and lifecycle. gRPC API + health + reflection + /metrics, the models
+served side by side (each with its index: in embedded mode a local Qdrant Edge shard fed from the
+model's vectors topic), experiment variants, and hot reload of models and variants on SIGHUP."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from types import FrameType
 
-from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import VectorIndex
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import load_serving_model
+from vitrine.errors import ConfigError, VitrineError
 from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
-from vitrine.serving.grpc_api import ServingState
+from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
+from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.serving.security import server_security
-from vitrine.stream.kafka import KafkaSettings, make_consumer
-from vitrine.stream.vector_feed import VectorFeed
+from vitrine_services.recommender.models import ModelLoader
 from vitrine_services.recommender.settings import RecommenderSettings
 
 log = logging.getLogger(__name__)
+
+# what a reload applies; everything else (ports, security, Kafka, index mode) needs a restart
+RELOADABLE = frozenset(
+    {
+        "model_dir",
+        "complementary_model_dir",
+        "models",
+        "variants",
+        "experiment_salt",
+        "vectors_topic",
+        "qdrant_collection",
+        "reload_drain_s",
+    }
+)
 
 
 @dataclass
 class RecommenderService:
     settings: RecommenderSettings
     grpc: GrpcServer
-    feed: VectorFeed | None  # embedded mode only
-    index: VectorIndex
+    registry: ModelRegistry
+    loader: ModelLoader
     metrics_server: MetricsServer
     metrics: RecommenderMetrics
-    model_version: str
+    reload_settings: Callable[[], RecommenderSettings] | None = None
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _last_problem: str = field(default="", repr=False)
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        return dict(self.registry.current.models)
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Report SERVING once the local index has caught up with the vectors topic (embedded mode)."""
-        ready = self.feed is None or self.feed.wait_caught_up(timeout_s)
+        """Report SERVING once every model's index has caught up with its vectors topic (embedded mode)."""
+        ready = _wait_all(self.registry.current.models.values(), timeout_s)
         if ready:
             self.grpc.set_serving(True)
             self.refresh_gauges()
-            log.info("recommender serving on port %d (%d items)", self.grpc.port, self.index.count())
+            models = self.registry.current.models.values()
+            counts = ", ".join(f"{m.name}: {m.index.count()}" for m in models)
+            log.info("recommender serving on port %d (items per model: %s)", self.grpc.port, counts)
+            for m in models:
+                if m.index.count() == 0:
+                    # the feed skips vectors of other model versions: an empty index after catching up
+                    # usually means no encoder of this model writes where the model reads
+                    log.warning(
+                        "model %s (%s) has no items; unless the catalogue is empty, check that an encoder "
+                        "for this model version writes its vectors where it reads (docs/API.md)",
+                        m.name,
+                        m.model_version,
+                    )
         return ready
 
+    def failure(self) -> str | None:
+        """Why a served model's index went stale (its feed died), if it did."""
+        for m in self.registry.current.models.values():
+            if (error := m.error()) is not None:
+                return f"model {m.name} ({m.model_version}): {error}"
+        return None
+
     def refresh_gauges(self) -> None:
-        self.metrics.items.labels(self.model_version).set(self.index.count())
+        for m in self.registry.current.models.values():
+            self.metrics.items.labels(m.model_version).set(m.index.count())
+
+    def reload(self, settings: RecommenderSettings | None = None) -> bool:
+        """Apply new models / variants without dropping a request: load what is new (and wait for its
+        index to catch up), swap the snapshot, then close what is no longer served once the requests
+        using it have finished. Models whose key (name, directory, version, vectors source) did not
+        change keep their index. On any failure the current snapshot stays; returns False."""
+        if not self._reload_lock.acquire(blocking=False):
+            log.warning("a reload is already running; ignoring this one")
+            return False
+        try:
+            new = settings if settings is not None else self._read_settings()
+            if new is None:
+                return False
+            _warn_restart_only(self.settings, new)
+            snapshot = build_snapshot(
+                self.loader, new, self.registry.current, self.settings.startup_timeout_s
+            )
+            if snapshot is None:
+                return False
+            retired = self.registry.swap(snapshot, new.reload_drain_s)
+            served_versions = {x.model_version for x in snapshot.models.values()}
+            for m in retired:
+                if m.model_version not in served_versions:
+                    with contextlib.suppress(KeyError):  # never reported: nothing to remove
+                        self.metrics.items.remove(m.model_version)
+            self.settings = new
+            self.refresh_gauges()
+            served = ", ".join(f"{m.name}={m.model_version}" for m in snapshot.models.values())
+            variants = ", ".join(f"{v.name}:{v.weight:g}" for v in snapshot.router.variants)
+            log.info("reloaded: models %s; variants %s; %d model(s) retired", served, variants, len(retired))
+            return True
+        finally:
+            self._reload_lock.release()
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the configuration's models or variants, or a model's card (its version), differ
+        from what is served (the periodic check of `reload_check_s`)."""
+        if self._reload_lock.locked():
+            return False  # a reload is running; look again at the next check
+        new = self._read_settings(quiet=True)
+        if new is None:
+            return False
+        try:
+            wanted = tuple(self.loader.key(spec) for spec in new.model_specs())
+        except VitrineError as e:  # e.g. a model directory being written: try again next time
+            self._log_once(f"reload check: cannot read a model card: {e}")
+            return False
+        served = tuple(m.key for m in self.registry.current.models.values())
+        old = self.settings
+        if (wanted, new.variants, new.experiment_salt) == (served, old.variants, old.experiment_salt):
+            return False
+        log.info("reload check: the configuration or a model changed")
+        return self.reload(new)
+
+    def _read_settings(self, quiet: bool = False) -> RecommenderSettings | None:
+        if self.reload_settings is None:
+            log.error("reload asked, but this service was started without a way to re-read its settings")
+            return None
+        try:
+            return self.reload_settings()
+        except VitrineError as e:
+            message = f"reload: invalid settings, keeping the current models: {e}"
+            if quiet:
+                self._log_once(message)
+            else:
+                log.error(message)
+            return None
+
+    def _log_once(self, message: str) -> None:
+        """Periodic checks log a persisting problem once, not every few seconds."""
+        if message != self._last_problem:
+            self._last_problem = message
+            log.error(message)
 
     def stop(self) -> None:
         self.grpc.stop(self.settings.shutdown_grace_s)
-        if self.feed is not None:
-            self.feed.stop()
-        self.index.close()
+        self.registry.close()
         self.metrics_server.close()
 
 
-def create_service(settings: RecommenderSettings) -> RecommenderService:
+def _wait_all(models: Iterable[ServedModel], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    return all(m.wait_ready(max(0.0, deadline - time.monotonic())) for m in models)
+
+
+def _warn_restart_only(old: RecommenderSettings, new: RecommenderSettings) -> None:
+    changed = [
+        name
+        for name in RecommenderSettings.model_fields
+        if name not in RELOADABLE and getattr(old, name) != getattr(new, name)
+    ]
+    if changed:
+        log.warning("reload: %s changed; these take effect only after a restart", ", ".join(changed))
+
+
+def build_snapshot(
+    loader: ModelLoader, settings: RecommenderSettings, current: ServingSnapshot, ready_timeout_s: float
+) -> ServingSnapshot | None:
+    """The snapshot `settings` describe, reusing the models of `current` whose key is unchanged and
+    waiting until the new ones have caught up. None (and nothing new left open) if that fails."""
+    reusable = {m.key: m for m in current.models.values()}
+    models: dict[str, ServedModel] = {}
+    loaded: list[ServedModel] = []
+    try:
+        for spec in settings.model_specs():
+            model = reusable.get(loader.key(spec))
+            if model is None:
+                model = loader.load(spec)
+                loaded.append(model)
+            models[spec.name] = model
+        router = ExperimentRouter(
+            settings.resolved_variants({name: m.task for name, m in models.items()}), settings.experiment_salt
+        )
+        deadline = time.monotonic() + ready_timeout_s
+        for m in loaded:
+            while not m.wait_ready(0.5):
+                if (error := m.error()) is not None:
+                    raise ConfigError(f"model {m.name}: its index feed failed: {error}")
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"model {m.name}: its index did not catch up within {ready_timeout_s:.0f}s"
+                    )
+    except Exception as e:
+        log.error("reload failed, keeping the current models: %s", e)
+        for m in loaded:
+            m.close()
+        return None
+    return ServingSnapshot(models, router)
+
+
+def create_service(
+    settings: RecommenderSettings, reload_settings: Callable[[], RecommenderSettings] | None = None
+) -> RecommenderService:
+    """Build and start the service. `reload_settings` re-reads the configuration for a hot reload."""
     # TLS files and tokens are checked first: a bad security setting fails before the model loads
     security = server_security(
         settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, settings.auth_token_list()
     )
-    model = load_serving_model(settings.model_dir)
     metrics = RecommenderMetrics()
-    index: VectorIndex
-    feed: VectorFeed | None = None
-    if settings.index_mode == "server":
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        config = QdrantServerConfig(
-            settings.qdrant_url, settings.qdrant_collection, model.dim, api_key=api_key
-        )
-        index = QdrantServerIndex(config, create=False)
-    else:
-        # The shard is a cache of the vectors topic: rebuilt from the topic at every start.
+    if settings.index_mode == "embedded":
+        # The shards are caches of the vectors topics: rebuilt from the topics at every start.
         shutil.rmtree(settings.index_path, ignore_errors=True)
-        index = EdgeIndex(EdgeIndexConfig(settings.index_path, model.dim))
-        kafka = KafkaSettings(
-            settings.kafka_bootstrap_servers,
-            client_id="vitrine-recommender",
-            security=settings.kafka_security(),
-        )
-        feed = VectorFeed(make_consumer(kafka), settings.vectors_topic, index, metrics, model.model_version)
-    state = ServingState(index=index, model_version=model.model_version)
+    loader = ModelLoader(settings, metrics)
+    # the feeds start here and catch up in the background; SERVING waits for them (wait_ready)
+    snapshot = _initial_snapshot(loader, settings)
+    registry = ModelRegistry(snapshot)
     grpc_server = create_grpc_server(
-        lambda: state,
+        registry,
         metrics,
         f"{settings.grpc_host}:{settings.grpc_port}",
         settings.grpc_workers,
@@ -95,39 +246,68 @@ def create_service(settings: RecommenderSettings) -> RecommenderService:
         log.warning("gRPC on %s without TLS or a token: only behind a trusted network", settings.grpc_host)
     metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
     grpc_server.start()
-    if feed is not None:
-        feed.start()
     log.info(
         "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
     )
     return RecommenderService(
-        settings, grpc_server, feed, index, metrics_server, metrics, model.model_version
+        settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings
     )
 
 
-def run_recommender(settings: RecommenderSettings) -> int:
-    service = create_service(settings)
+def _initial_snapshot(loader: ModelLoader, settings: RecommenderSettings) -> ServingSnapshot:
+    models: dict[str, ServedModel] = {}
+    try:
+        for spec in settings.model_specs():
+            models[spec.name] = loader.load(spec)
+        router = ExperimentRouter(
+            settings.resolved_variants({name: m.task for name, m in models.items()}), settings.experiment_salt
+        )
+    except Exception:
+        for m in models.values():
+            m.close()
+        raise
+    return ServingSnapshot(models, router)
+
+
+def run_recommender(
+    settings: RecommenderSettings, reload_settings: Callable[[], RecommenderSettings] | None = None
+) -> int:
+    service = create_service(settings, reload_settings)
     stopped = threading.Event()
+    reload_requested = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: graceful shutdown", signum)
         stopped.set()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        reload_requested.set()  # handled by the loop below: a signal handler must not block
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     deadline = time.monotonic() + settings.startup_timeout_s
     while not stopped.is_set() and not service.wait_ready(0.5):
-        if service.feed is not None and service.feed.error is not None:
-            log.error("vector feed failed during start-up")
+        if (failure := service.failure()) is not None:
+            log.error("vector feed failed during start-up: %s", failure)
             service.stop()
             return 1
         if time.monotonic() > deadline:
-            log.error("vector feed did not catch up within %.0fs; stopping", settings.startup_timeout_s)
+            log.error("vector feeds did not catch up within %.0fs; stopping", settings.startup_timeout_s)
             service.stop()
             return 1
+    next_check = time.monotonic() + settings.reload_check_s
     while not stopped.wait(1.0):
-        if service.feed is not None and service.feed.error is not None:
-            log.error("vector feed failed; stopping so the orchestrator restarts this replica")
+        # reloads run in the background: the loop keeps watching the feeds while new indexes catch up
+        if reload_requested.is_set():
+            reload_requested.clear()
+            log.info("SIGHUP: reloading models and variants")
+            threading.Thread(target=service.reload, name="reload", daemon=True).start()
+        elif settings.reload_check_s > 0 and time.monotonic() >= next_check:
+            next_check = time.monotonic() + settings.reload_check_s
+            threading.Thread(target=service.reload_if_changed, name="reload-check", daemon=True).start()
+        if (failure := service.failure()) is not None:
+            log.error("vector feed failed (%s); stopping so the orchestrator restarts this replica", failure)
             service.stop()
             return 1
         service.refresh_gauges()

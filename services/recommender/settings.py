@@ -1,21 +1,127 @@
-"""Recommender service configuration (YAML section `recommender`, env prefix `VITRINE_RECOMMENDER_`)."""
+"""Recommender service configuration (YAML section `recommender`, env prefix `VITRINE_RECOMMENDER_`).
+
+Models and experiments. The simplest deployment serves one similar model: `model_dir` (its vectors
+in `vectors_topic` / `qdrant_collection`). `complementary_model_dir` adds a complementary model. Any
+number of models go in `models:`, and experiment arms in `variants:`, e.g.
+
+    recommender:
+      models:
+        - {name: sim-a, model_dir: /models/similar-a}            # vectors: catalog.vectors.<version>
+        - {name: sim-b, model_dir: /models/similar-b}
+        - {name: compl, model_dir: /models/complementary, vectors_topic: catalog.vectors.compl}
+      variants:
+        - {name: control, weight: 90, similar: sim-a, complementary: compl}
+        - {name: treatment, weight: 10, similar: sim-b, complementary: compl}
+      experiment_salt: similar-b-2026-11
+
+Without `variants`, one variant "default" serves the first similar and the first complementary model.
+In the environment the lists are JSON (VITRINE_RECOMMENDER_MODELS='[{"name": ...}]'). SIGHUP re-reads
+the file and the environment and applies `models`, `variants` and `experiment_salt` without dropping a
+request (docs/API.md, "Models, variants and hot reload").
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vitrine.errors import ConfigError
+from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
 from vitrine.serving.security import parse_tokens
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_MODEL = "default"  # the name `model_dir` is served under
+COMPLEMENTARY_MODEL = "complementary"  # the name `complementary_model_dir` is served under
+
+
+class ModelSettings(BaseModel):
+    """One model version served, with where its item vectors are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="how variants refer to the model")
+    model_dir: Path = Field(description="exported model directory")
+    vectors_topic: str = Field(
+        "", description="embedded mode: its vectors topic; default catalog.vectors.<model version>"
+    )
+    qdrant_collection: str = Field(
+        "", description="server mode: its collection or alias; default vitrine-<model version>"
+    )
+
+    def topic(self, model_version: str) -> str:
+        # the encoder's --backfill writes exactly here (EncoderSettings.resolved_vectors_topic)
+        return self.vectors_topic or f"catalog.vectors.{model_version}"
+
+    def collection(self, model_version: str) -> str:
+        return self.qdrant_collection or f"vitrine-{model_version}"
+
+
+class VariantSettings(BaseModel):
+    """One arm of an experiment: the model (by name) that serves each task, and its traffic weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    weight: float = Field(
+        1.0, ge=0, description="share of units = weight / sum of weights; 0 = only requests naming it"
+    )
+    similar: str = Field("", description="model for Similar; empty = not served")
+    complementary: str = Field("", description="model for Complementary; empty = not served")
+    inspire: str = Field("", description="model for Inspire; empty = the similar model")
 
 
 class RecommenderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VITRINE_RECOMMENDER_", extra="forbid", frozen=True)
 
-    model_dir: Path = Field(description="exported model directory (VITRINE_RECOMMENDER_MODEL_DIR)")
+    model_dir: Path | None = Field(
+        None,
+        description="the similar model's exported directory, served as model 'default' "
+        "(VITRINE_RECOMMENDER_MODEL_DIR)",
+    )
+    complementary_model_dir: Path | None = Field(
+        None,
+        description="a complementary model, served as model 'complementary'; its vectors in "
+        "catalog.vectors.<model version> (VITRINE_RECOMMENDER_COMPLEMENTARY_MODEL_DIR)",
+    )
+    models: tuple[ModelSettings, ...] = Field(
+        (),
+        description="more models, each {name, model_dir, vectors_topic?, qdrant_collection?} (VITRINE_RECOMMENDER_MODELS)",
+    )
+    variants: tuple[VariantSettings, ...] = Field(
+        (),
+        validate_default=True,
+        description="experiment arms, each {name, weight, similar, complementary, inspire}; empty = one "
+        "variant 'default' (VITRINE_RECOMMENDER_VARIANTS)",
+    )
+    experiment_salt: str = Field(
+        "vitrine",
+        min_length=1,
+        description="hashed with the unit key; a new salt reshuffles units (VITRINE_RECOMMENDER_EXPERIMENT_SALT)",
+    )
+    model_threads: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="onnxruntime threads per tower run; requests already run in parallel on the gRPC "
+        "threads, so 1 avoids oversubscribing the cores; 0 = onnxruntime's default "
+        "(VITRINE_RECOMMENDER_MODEL_THREADS)",
+    )
+    reload_drain_s: float = Field(
+        30.0,
+        ge=0,
+        description="on reload, how long retired models wait for the requests still using them "
+        "(VITRINE_RECOMMENDER_RELOAD_DRAIN_S)",
+    )
+    reload_check_s: float = Field(
+        0.0,
+        ge=0,
+        description="every N seconds, re-read the configuration and the models' cards and reload what "
+        "changed (a mounted ConfigMap, a model re-exported in place); 0 = on SIGHUP only "
+        "(VITRINE_RECOMMENDER_RELOAD_CHECK_S)",
+    )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="VITRINE_RECOMMENDER_KAFKA_BOOTSTRAP_SERVERS"
     )
@@ -87,6 +193,85 @@ class RecommenderSettings(BaseSettings):
         if ca_file is not None and info.data.get("tls_cert_file") is None:
             raise ValueError("mTLS needs TLS: set VITRINE_RECOMMENDER_TLS_CERT_FILE and _KEY_FILE too")
         return ca_file
+
+    # Checked on `variants` (declared after the model fields) rather than on the whole model, so that the
+    # error names a field and its environment variable like every other setting's.
+    @field_validator("variants")
+    @classmethod
+    def _models_and_variants(
+        cls, variants: tuple[VariantSettings, ...], info: ValidationInfo
+    ) -> tuple[VariantSettings, ...]:
+        names = [
+            *([DEFAULT_MODEL] if info.data.get("model_dir") is not None else []),
+            *([COMPLEMENTARY_MODEL] if info.data.get("complementary_model_dir") is not None else []),
+            *(m.name for m in info.data.get("models", ())),
+        ]
+        if not names:
+            raise ValueError(
+                "no model: set VITRINE_RECOMMENDER_MODEL_DIR (or model_dir / models in the config file)"
+            )
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(repeated)}")
+        variant_names = [v.name for v in variants]
+        if len(set(variant_names)) != len(variant_names):
+            raise ValueError(f"variant names must be unique, got {variant_names}")
+        for v in variants:
+            for task in ("similar", "complementary", "inspire"):
+                name = getattr(v, task)
+                if name and name not in names:
+                    raise ValueError(f"variant {v.name!r}: {task} model {name!r} is not one of {names}")
+            if not (v.similar or v.complementary or v.inspire):
+                raise ValueError(f"variant {v.name!r} serves no task")
+        return variants
+
+    def model_specs(self) -> list[ModelSettings]:
+        """Every model to load: `model_dir`, `complementary_model_dir`, then `models`."""
+        specs: list[ModelSettings] = []
+        if self.model_dir is not None:
+            specs.append(
+                ModelSettings(
+                    name=DEFAULT_MODEL,
+                    model_dir=self.model_dir,
+                    vectors_topic=self.vectors_topic,
+                    qdrant_collection=self.qdrant_collection,
+                )
+            )
+        if self.complementary_model_dir is not None:
+            specs.append(
+                ModelSettings(
+                    name=COMPLEMENTARY_MODEL,
+                    model_dir=self.complementary_model_dir,
+                    vectors_topic="",  # its own: catalog.vectors.<model version>
+                    qdrant_collection="",
+                )
+            )
+        return [*specs, *self.models]
+
+    def resolved_variants(self, tasks: dict[str, str]) -> list[Variant]:
+        """The experiment's variants, given each model's task (read from its model card)."""
+        if not self.variants:
+            first = {
+                t: next((n for n, task in tasks.items() if task == t), None)
+                for t in ("similar", "complementary")
+            }
+            return [
+                Variant(
+                    DEFAULT_VARIANT,
+                    similar=first["similar"],
+                    complementary=first["complementary"],
+                    inspire=first["similar"],
+                )
+            ]
+        variants = []
+        for v in self.variants:
+            for task in ("similar", "complementary"):
+                name = getattr(v, task)
+                if name and tasks[name] != task:
+                    raise ConfigError(f"variant {v.name!r}: {task} model {name!r} is a {tasks[name]!r} model")
+            similar = v.similar or None
+            variants.append(Variant(v.name, v.weight, similar, v.complementary or None, v.inspire or similar))
+        return variants
 
     def auth_token_list(self) -> tuple[str, ...]:
         """The accepted bearer tokens (empty = no authentication); the only place they are revealed."""

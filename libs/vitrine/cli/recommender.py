@@ -13,6 +13,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML file with a `recommender:` section")
     parser.add_argument("--model", dest="model_dir", type=Path, default=None, help="exported model directory")
+    parser.add_argument(
+        "--complementary-model",
+        dest="complementary_model_dir",
+        type=Path,
+        default=None,
+        help="a complementary model, its vectors in catalog.vectors.<model version>",
+    )
     parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", default=None)
     parser.add_argument("--grpc-port", type=int, default=None)
     parser.add_argument("--metrics-port", type=int, default=None)
@@ -26,15 +33,19 @@ def _run(args: argparse.Namespace) -> int:
     from vitrine_services.recommender.service import run_recommender
     from vitrine_services.recommender.settings import RecommenderSettings
 
-    settings = load_settings(
-        RecommenderSettings,
-        args.config,
-        "recommender",
-        model_dir=args.model_dir,
-        kafka_bootstrap_servers=args.kafka_bootstrap_servers,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        index_path=args.index_path,
-        vectors_topic=args.vectors_topic,
-    )
-    return run_recommender(settings)
+    def read() -> RecommenderSettings:
+        return load_settings(
+            RecommenderSettings,
+            args.config,
+            "recommender",
+            model_dir=args.model_dir,
+            complementary_model_dir=args.complementary_model_dir,
+            kafka_bootstrap_servers=args.kafka_bootstrap_servers,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            index_path=args.index_path,
+            vectors_topic=args.vectors_topic,
+        )
+
+    # SIGHUP re-reads the same file, environment and flags (hot reload of models and variants)
+    return run_recommender(read(), reload_settings=read)

@@ -1,120 +1,259 @@
-"""The Recommender gRPC servicer: request validation, the mapping of errors to status codes (in one
-place), and metrics per method, status and variant. The task logic lives in the task modules."""
+"""The Recommender gRPC servicer: routing to an experiment variant, the mapping of errors to status
+codes (in one place: `status_of`), and metrics per method, status and variant. Request validation lives
+in `requests`, the task logic in `similar`, `complementary` and `inspire`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
 
 from vitrine.errors import IndexBackendError, InvalidRequestError, NotFoundError
-from vitrine.index.port import ScoredItem, SearchFilter, VectorIndex
+from vitrine.index.port import VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.serving.complementary import complementary
+from vitrine.serving.deadline import Deadline
+from vitrine.serving.errors import DeadlineExceededError, NotConfiguredError
+from vitrine.serving.experiments import DEFAULT_VARIANT
+from vitrine.serving.inspire import inspire
+from vitrine.serving.registry import ServedModel, ServingSnapshot
+from vitrine.serving.requests import RequestLimits, RequestParser, Routing
+from vitrine.serving.results import Recommendation, Task
 from vitrine.serving.similar import similar
-from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
+from vitrine.v1 import recommender_pb2 as pb
+from vitrine.v1 import recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+__all__ = ["RecommenderServicer", "RequestLimits", "ServingState", "SnapshotSource", "status_of"]
 
+UNROUTED = "none"  # the variant label of requests rejected before a variant was chosen
 
-@dataclass(frozen=True)
-class RequestLimits:
-    default_limit: int = 10
-    max_limit: int = 500
-    max_id_chars: int = 256
+_TASK_PB = {
+    Task.SIMILAR: pb.TASK_SIMILAR,
+    Task.COMPLEMENTARY: pb.TASK_COMPLEMENTARY,
+    Task.INSPIRE: pb.TASK_INSPIRE,
+}
 
 
 @dataclass
 class ServingState:
-    """What a request is served from; replaced as a whole on hot reload."""
+    """An index-only deployment in one variant (Similar by product id): kept for callers that serve a
+    single index without loading a model."""
 
     index: VectorIndex
     model_version: str
-    variant: str = "default"
+    variant: str = DEFAULT_VARIANT
+    snapshot: ServingSnapshot = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.snapshot = ServingSnapshot.single(self.index, self.model_version, self.variant)
+
+
+class SnapshotSource(Protocol):
+    """Where requests get the snapshot they are served from (vitrine.serving.registry.ModelRegistry)."""
+
+    def lease(self) -> AbstractContextManager[ServingSnapshot]: ...
+
+
+class _CallableSource:
+    def __init__(self, state: Callable[[], ServingState | ServingSnapshot]) -> None:
+        self._state = state
+
+    @contextmanager
+    def lease(self) -> Iterator[ServingSnapshot]:
+        current = self._state()
+        yield current.snapshot if isinstance(current, ServingState) else current
+
+
+def status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a failed request ends with: the one mapping of errors to codes."""
+    if isinstance(error, InvalidRequestError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    if isinstance(error, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(error)
+    if isinstance(error, NotConfiguredError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(error)
+    if isinstance(error, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
+    if isinstance(error, IndexBackendError):
+        log.error("index unavailable: %s", error)
+        return grpc.StatusCode.UNAVAILABLE, "the index is temporarily unavailable; retry with backoff"
+    log.error("request failed", exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+@dataclass
+class _Call:
+    variant: str = UNROUTED
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def __init__(
         self,
-        state: Callable[[], ServingState],
+        source: SnapshotSource | Callable[[], ServingState | ServingSnapshot],
         metrics: RecommenderMetrics,
         limits: RequestLimits | None = None,
     ) -> None:
-        self._state = state
+        self._source: SnapshotSource = source if hasattr(source, "lease") else _CallableSource(source)  # type: ignore[arg-type]
         self.metrics = metrics
-        self.limits = limits or RequestLimits()
+        self.parser = RequestParser(limits)
 
-    def Similar(
-        self, request: recommender_pb2.SimilarRequest, context: grpc.ServicerContext
-    ) -> recommender_pb2.RecommendResponse:
-        def run(state: ServingState) -> recommender_pb2.RecommendResponse:
-            product_id = self._product_id(request.product_id)
-            limit = self._limit(request.limit)
-            items = similar(state.index, product_id, limit, self._filter(request.filters))
-            return self._response(state, items, f"similar to {product_id}")
+    @property
+    def limits(self) -> RequestLimits:
+        return self.parser.limits
 
-        return self._handle("Similar", context, run)
+    # -- methods ----------------------------------------------------------------------------------
 
-    # -- shared plumbing ------------------------------------------------------------------------
+    def Similar(self, request: pb.SimilarRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
+        return self._unary("Similar", context, lambda s, d, c: self._similar(s, d, c, request, Routing()))
 
-    def _handle(self, method: str, context: grpc.ServicerContext, run: Callable[[ServingState], T]) -> T:
-        state = self._state()
+    def Complementary(
+        self, request: pb.ComplementaryRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendResponse:
+        return self._unary(
+            "Complementary", context, lambda s, d, c: self._complementary(s, d, c, request, Routing())
+        )
+
+    def Inspire(self, request: pb.InspireRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
+        return self._unary("Inspire", context, lambda s, d, c: self._inspire(s, d, c, request, Routing()))
+
+    def Batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchResponse:
+        def run(snapshot: ServingSnapshot, deadline: Deadline, call: _Call) -> pb.BatchResponse:
+            self.parser.batch_size(len(request.requests))
+            defaults = self.parser.routing(request.unit_key, request.variant)
+            call.variant = snapshot.router.route(defaults.unit_key, defaults.variant).name
+            return pb.BatchResponse(
+                results=[self._batch_item(snapshot, deadline, r, defaults) for r in request.requests]
+            )
+
+        return self._unary("Batch", context, run)
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _similar(
+        self,
+        snapshot: ServingSnapshot,
+        deadline: Deadline,
+        call: _Call,
+        r: pb.SimilarRequest,
+        default: Routing,
+    ) -> pb.RecommendResponse:
+        served, variant = self._route(snapshot, self._routing(r, default), call, Task.SIMILAR)
+        query = self.parser.similar(r)
+        return _response(similar(served, query, deadline), served.model_version, variant)
+
+    def _complementary(
+        self,
+        snapshot: ServingSnapshot,
+        deadline: Deadline,
+        call: _Call,
+        r: pb.ComplementaryRequest,
+        default: Routing,
+    ) -> pb.RecommendResponse:
+        served, variant = self._route(snapshot, self._routing(r, default), call, Task.COMPLEMENTARY)
+        query = self.parser.complementary(r)
+        return _response(complementary(served, query, deadline), served.model_version, variant)
+
+    def _inspire(
+        self,
+        snapshot: ServingSnapshot,
+        deadline: Deadline,
+        call: _Call,
+        r: pb.InspireRequest,
+        default: Routing,
+    ) -> pb.RecommendResponse:
+        served, variant = self._route(snapshot, self._routing(r, default), call, Task.INSPIRE)
+        query = self.parser.inspire(r)
+        return _response(inspire(served, query, deadline), served.model_version, variant)
+
+    @staticmethod
+    def _route(
+        snapshot: ServingSnapshot, routing: Routing, call: _Call, task: Task
+    ) -> tuple[ServedModel, str]:
+        """The variant first, so that even a request rejected afterwards is counted under its variant."""
+        variant = snapshot.router.route(routing.unit_key, routing.variant)
+        call.variant = variant.name
+        return snapshot.model_for(variant, task), variant.name
+
+    def _routing(self, r: Any, default: Routing) -> Routing:
+        return self.parser.routing(r.unit_key or default.unit_key, r.variant or default.variant)
+
+    def _batch_item(
+        self, snapshot: ServingSnapshot, deadline: Deadline, r: pb.RecommendRequest, default: Routing
+    ) -> pb.BatchResult:
+        deadline.check("the batch")  # a late batch stops as a whole: its caller has given up
+        kind = r.WhichOneof("task")
+        method = f"Batch.{(kind or 'none').capitalize()}"
+        call = _Call()
         started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            if kind == "similar":
+                response = self._similar(snapshot, deadline, call, r.similar, default)
+            elif kind == "complementary":
+                response = self._complementary(snapshot, deadline, call, r.complementary, default)
+            elif kind == "inspire":
+                response = self._inspire(snapshot, deadline, call, r.inspire, default)
+            else:
+                raise InvalidRequestError("a batch request must set similar, complementary or inspire")
+            return pb.BatchResult(response=response)
+        except DeadlineExceededError:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            raise
+        except Exception as e:
+            code, message = status_of(e)
+            return pb.BatchResult(code=code.value[0], error=message)
+        finally:
+            self._observe(method, code, call.variant, started)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _unary(
+        self,
+        method: str,
+        context: grpc.ServicerContext,
+        run: Callable[[ServingSnapshot, Deadline, _Call], Any],
+    ) -> Any:
+        started = time.perf_counter()
+        call = _Call()
         code, message = grpc.StatusCode.OK, ""
         try:
-            return run(state)
-        except InvalidRequestError as e:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
-        except NotFoundError as e:
-            code, message = grpc.StatusCode.NOT_FOUND, str(e)
-        except IndexBackendError as e:
-            log.error("%s: index unavailable: %s", method, e)
-            code, message = (
-                grpc.StatusCode.UNAVAILABLE,
-                "the index is temporarily unavailable; retry with backoff",
-            )
-        except Exception:
-            log.exception("%s failed", method)
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            with self._source.lease() as snapshot:
+                return run(snapshot, Deadline(context), call)
+        except Exception as e:
+            code, message = status_of(e)
         finally:
-            self.metrics.requests.labels(method, code.name, state.variant).inc()
-            self.metrics.latency.labels(method, state.variant).observe(time.perf_counter() - started)
+            self._observe(method, code, call.variant, started)
         context.abort(code, message)  # raises: the call ends with this status
 
-    def _product_id(self, product_id: str) -> str:
-        if not product_id:
-            raise InvalidRequestError("product_id is required")
-        if len(product_id) > self.limits.max_id_chars:
-            raise InvalidRequestError(f"product_id is longer than {self.limits.max_id_chars} characters")
-        return product_id
+    def _observe(self, method: str, code: grpc.StatusCode, variant: str, started: float) -> None:
+        self.metrics.requests.labels(method, code.name, variant).inc()
+        self.metrics.latency.labels(method, variant).observe(time.perf_counter() - started)
 
-    def _limit(self, limit: int) -> int:
-        if limit == 0:
-            return self.limits.default_limit
-        if not 1 <= limit <= self.limits.max_limit:
-            raise InvalidRequestError(f"limit must be between 1 and {self.limits.max_limit}, got {limit}")
-        return limit
 
-    @staticmethod
-    def _filter(filters: Any) -> SearchFilter:
-        return SearchFilter(in_stock_only=not filters.include_out_of_stock)
-
-    @staticmethod
-    def _response(
-        state: ServingState, items: list[ScoredItem], reason: str
-    ) -> recommender_pb2.RecommendResponse:
-        return recommender_pb2.RecommendResponse(
-            items=[
-                recommender_pb2.RecommendedItem(
-                    product_id=i.product_id, score=i.score, title=i.payload.title, reason=reason
-                )
-                for i in items
-            ],
-            model_version=state.model_version,
-            variant=state.variant,
+def _response(items: list[Recommendation], model_version: str, variant: str) -> pb.RecommendResponse:
+    out = []
+    for r in items:
+        p = r.item.payload
+        out.append(
+            pb.RecommendedItem(
+                product_id=r.product_id,
+                score=r.item.score,
+                title=p.title,
+                reason=r.reason,
+                task=_TASK_PB[r.task],
+                anchor_product_id=r.anchor_id,
+                target_category=r.target_category,
+                cluster=p.cluster,
+                category=p.leaf_category,
+                seller=p.seller,
+                price=p.price,
+            )
         )
+    return pb.RecommendResponse(items=out, model_version=model_version, variant=variant)

@@ -1,7 +1,8 @@
 """gRPC server assembly: the Recommender servicer, the standard health service and server reflection.
 
 `create_grpc_server(...) -> GrpcServer` builds and binds (port 0 picks a free port) but does not start,
-so services and tests wire the very same server.
+so services and tests wire the very same server. Requests are served from `source`: a `ModelRegistry`
+(models and experiment variants, hot-reloadable) or a callable returning the state to serve.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.grpc_api import RecommenderServicer, RequestLimits, ServingState
+from vitrine.serving.grpc_api import RecommenderServicer, RequestLimits, ServingState, SnapshotSource
+from vitrine.serving.registry import ServingSnapshot
 from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 
 RECOMMENDER_SERVICE = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -44,7 +47,7 @@ class GrpcServer:
 
 
 def create_grpc_server(
-    state: Callable[[], ServingState],
+    source: SnapshotSource | Callable[[], ServingState | ServingSnapshot],
     metrics: RecommenderMetrics,
     address: str = "127.0.0.1:0",
     workers: int = 8,
@@ -52,9 +55,14 @@ def create_grpc_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> GrpcServer:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        interceptors=list(interceptors),
+        # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(state, metrics, limits), server
+        RecommenderServicer(source, metrics, limits), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

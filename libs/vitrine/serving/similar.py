@@ -1,23 +1,43 @@
 """The "similar" task: substitutes of a product. Query tower = item tower (tied weights), so the
-anchor's stored vector is the query; the anchor and its duplicates are filtered out in the index."""
+anchor's item vector is the query: the stored one, or the item tower's for an inline product. The
+anchor and its duplicates are filtered out inside the index."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
-from vitrine.errors import NotFoundError
-from vitrine.index.port import ScoredItem, SearchFilter, VectorIndex
+from vitrine.index.port import SearchFilter
+from vitrine.serving.anchors import AnchorRef, item_space_anchor
+from vitrine.serving.deadline import Deadline
+from vitrine.serving.filters import Candidates, RequestFilter, collect
+from vitrine.serving.registry import ServedModel
+from vitrine.serving.results import Recommendation, Task
 
 
-def similar(index: VectorIndex, product_id: str, limit: int, filter: SearchFilter) -> list[ScoredItem]:
-    anchor = index.get([product_id]).get(product_id)
-    if anchor is None:
-        raise NotFoundError(f"product {product_id!r} is not in the index (unknown or deleted)")
-    exclusions = replace(
-        filter,
-        exclude_ids=(*filter.exclude_ids, product_id),
-        exclude_dedup_keys=(*filter.exclude_dedup_keys, anchor.payload.dedup_key)
-        if anchor.payload.dedup_key
-        else filter.exclude_dedup_keys,
+@dataclass(frozen=True, slots=True)
+class SimilarQuery:
+    anchor: AnchorRef
+    limit: int
+    filters: RequestFilter = field(default_factory=RequestFilter)
+
+
+def exclusions(f: SearchFilter, product_id: str, dedup: str) -> SearchFilter:
+    return replace(
+        f,
+        exclude_ids=(*f.exclude_ids, product_id) if product_id else f.exclude_ids,
+        exclude_dedup_keys=(*f.exclude_dedup_keys, dedup) if dedup else f.exclude_dedup_keys,
     )
-    return index.search(anchor.vector, limit, exclusions)
+
+
+def similar(served: ServedModel, query: SimilarQuery, deadline: Deadline) -> list[Recommendation]:
+    anchor = item_space_anchor(served.index, served.model, served.name, query.anchor)
+    deadline.check()
+    f = exclusions(query.filters.index, anchor.product_id, anchor.payload.dedup_key)
+    reason = f"similar to {query.anchor.label}"
+
+    def search(fetch: int) -> Candidates:
+        hits = served.index.search(anchor.vector, fetch, f)
+        recs = [Recommendation(h, Task.SIMILAR, reason, anchor.product_id) for h in hits]
+        return recs, len(hits) == fetch
+
+    return collect(search, query.limit, query.limit, query.filters.caps, deadline)

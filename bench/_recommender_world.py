@@ -1,0 +1,137 @@
+"""The recommender benchmark's world: N synthetic products encoded by the real models into one Qdrant
+Edge shard per model, built once into a cache folder and reused (a 1M-item build takes a while).
+
+    artifacts/bench/recommender/<N>/catalog.npz          leaf category and stock flag per product
+    artifacts/bench/recommender/<N>/<model>/shard/        the Edge shard (HNSW built, payload indexes)
+    artifacts/bench/recommender/<N>/<model>/done.json     written last: the build is complete
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vitrine.catalog.schema import Product
+from vitrine.data.synthetic import SyntheticConfig, leaves, make_product
+from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.port import IndexedItem
+from vitrine.model.serving import ServingModel
+from vitrine.serving.anchors import payload_of
+
+LEAVES = [leaf for _, _, leaf in leaves()]
+CHUNK = 8192
+SEED = 2026
+
+
+def product_id(i: int) -> str:
+    return f"p{i:07d}"
+
+
+def iter_products(n: int, seed: int = SEED) -> Iterator[Product]:
+    """The synthetic catalogue's products, generated one by one (a 1M list would not be needed)."""
+    import random
+
+    from vitrine.catalog.schema import Availability
+
+    config = SyntheticConfig(n_products=max(n, len(LEAVES)), seed=seed)
+    rng = random.Random(seed)
+    all_leaves = leaves()
+    for i in range(n):
+        d, s, leaf = all_leaves[i] if i < len(all_leaves) else rng.choice(all_leaves)
+        p = replace(make_product(rng, i, d, s, leaf), product_id=product_id(i))
+        if rng.random() < config.out_of_stock_rate:
+            p = replace(p, availability=Availability.OUT_OF_STOCK)
+        yield p
+
+
+def catalog(cache: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(leaf index, in stock) per product, generating the catalogue once."""
+    path = cache / "catalog.npz"
+    if path.is_file():
+        data = np.load(path)
+        if len(data["leaf"]) == n:
+            return data["leaf"], data["in_stock"]
+    leaf = np.zeros(n, dtype=np.int16)
+    in_stock = np.zeros(n, dtype=bool)
+    for i, p in enumerate(tqdm(iter_products(n), total=n, desc="catalogue", unit="item", mininterval=2)):
+        leaf[i] = LEAVES.index(p.leaf_category)
+        in_stock[i] = p.availability.purchasable
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, leaf=leaf, in_stock=in_stock)
+    return leaf, in_stock
+
+
+def shard_path(cache: Path, name: str) -> Path:
+    return cache / name / "shard"
+
+
+def ensure_shard(cache: Path, name: str, model: ServingModel, n: int) -> dict[str, object]:
+    """Build the model's shard unless a complete one for the same model and size is cached."""
+    marker = cache / name / "done.json"
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done.get("items") == n and done.get("model_version") == model.model_version:
+            print(f"{name}: reusing the cached shard ({n:,} items, built in {done['build_s']:.0f}s)")
+            return done  # type: ignore[no-any-return]
+    path = shard_path(cache, name)
+    index = EdgeIndex(EdgeIndexConfig(path, model.dim, fresh=True))
+    started = time.perf_counter()
+    encode_s = 0.0
+    try:
+        batch: list[Product] = []
+        bar = tqdm(total=n, desc=f"{name}: encode + index", unit="item", mininterval=2)
+        for p in iter_products(n):
+            batch.append(p)
+            if len(batch) == CHUNK:
+                encode_s += _write(index, model, batch)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            encode_s += _write(index, model, batch)
+            bar.update(len(batch))
+        bar.close()
+        print(f"{name}: building the HNSW graph (blocking; minutes for 1M items)...", flush=True)
+        optimize_started = time.perf_counter()
+        index.optimize()
+        optimize_s = time.perf_counter() - optimize_started
+        count = index.count()
+    finally:
+        index.close()
+    done = {
+        "items": n,
+        "count": count,
+        "model_version": model.model_version,
+        "dim": model.dim,
+        "build_s": time.perf_counter() - started,
+        "encode_s": encode_s,
+        "optimize_s": optimize_s,
+    }
+    marker.write_text(json.dumps(done, indent=2) + "\n")
+    return done
+
+
+def _write(index: EdgeIndex, model: ServingModel, products: list[Product]) -> float:
+    started = time.perf_counter()
+    vectors = model.encode_items(products)
+    clusters = model.assign_clusters(vectors)
+    encode_s = time.perf_counter() - started
+    index.apply(
+        [
+            IndexedItem(p.product_id, 1, v, replace(payload_of(p), cluster=int(c)))
+            for p, v, c in zip(products, vectors, clusters, strict=True)
+        ]
+    )
+    return encode_s
+
+
+def open_shard(cache: Path, name: str, dim: int) -> EdgeIndex:
+    path = shard_path(cache, name)
+    if not (cache / name / "done.json").is_file():
+        raise SystemExit(f"no complete shard at {path}: run bench/recommender.py to build it")
+    return EdgeIndex(EdgeIndexConfig(path, dim))

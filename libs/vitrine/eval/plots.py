@@ -1,0 +1,48 @@
+"""Recall@k curves (matplotlib, headless) for the evaluation report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from vitrine.eval.ranking import recall_curve
+
+KS = (1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
+
+
+def plot_recall_curves(
+    ranks: Mapping[str, np.ndarray], title: str, out: Path, model_label: str = "model"
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, r in ranks.items():
+        curve = recall_curve(r, KS)
+        label = model_label if name == "model" else name
+        ax.plot(
+            list(curve),
+            list(curve.values()),
+            marker="o",
+            markersize=3,
+            linewidth=2.2 if name == "model" else 1.2,
+            label=label,
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(list(KS))
+    ax.set_xticklabels([str(k) for k in KS])
+    ax.set_xlabel("k")
+    ax.set_ylabel("Recall@k")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,92 @@
+"""Typed configuration of the Product Encoder and of training, with a JSON round trip (no torch here)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+TASKS = ("similar", "complementary")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; allowed: {sorted(known)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderConfig:
+    """Sizes of the Product Encoder's embeddings and MLP (bucket counts come from FeatureConfig)."""
+
+    text_dim: int = 64
+    category_dim: int = 32
+    price_dim: int = 8
+    brand_dim: int = 16
+    seller_dim: int = 8
+    hidden_dim: int = 256
+    dim: int = 64
+    dropout: float = 0.1
+    token_dropout: float = 0.25  # hashed text branch: share of tokens dropped per training example
+    init_std: float = 0.0  # text / brand / seller tables (see encoder._init_table)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("dropout", "token_dropout"):
+                if not 0.0 <= value < 1.0:
+                    raise ValueError(f"{f.name} must be in [0, 1), got {value}")
+            elif f.name == "init_std":
+                if value < 0:
+                    raise ValueError(f"init_std must be >= 0, got {value}")
+            elif value < 1:
+                raise ValueError(f"{f.name} must be positive, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Optimisation and loss settings; the defaults train the synthetic demo in well under a minute."""
+
+    task: str = "similar"
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    temperature: float = 0.1
+    uniform_negatives: int = 256  # uniformly sampled catalogue items per batch (mixed negatives)
+    logq_correction: bool = True
+    aux_weight: float = 0.2  # complementary: target-category reconstruction loss weight
+    patience: int = 3  # epochs without validation improvement before stopping
+    eval_k: int = 50  # early stopping watches validation recall@eval_k
+    seed: int = 13
+    kmeans_k: int = 32
+    max_steps_per_epoch: int = 0  # 0: one pass over the training pairs
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # hashed text tokens found in fewer training products stay untrained (zero): a token unique to one
+    # product (a model number) would otherwise act as an item-id embedding the cold catalogue lacks
+    min_token_products: int = 2
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.epochs < 0 or self.batch_size < 2 or self.uniform_negatives < 0:
+            raise ValueError("epochs must be >= 0, batch_size >= 2, uniform_negatives >= 0")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise ValueError("temperature and learning_rate must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)
