@@ -31,13 +31,16 @@ venv: $(VENV)/.installed
 proto: venv
 	@$(PY) protos/generate.py >/dev/null
 
-$(KAFKA_LIB)/.resolved: $(KAFKA_POM)
-	@echo "resolving Apache Kafka jars from Maven Central into $(KAFKA_LIB)"
-	@rm -rf $(KAFKA_LIB)
-	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIB)
-	@cp $(KAFKA_POM) $@
-
-kafka-jars: $(KAFKA_LIB)/.resolved
+# Re-resolved only when the pom's content changed (not its mtime: every fresh clone has a new one),
+# into a temporary folder first, so a broker starting meanwhile never sees a half-copied classpath.
+kafka-jars:
+	@if ! cmp -s $(KAFKA_POM) $(KAFKA_LIB)/.resolved 2>/dev/null; then \
+		echo "resolving Apache Kafka jars from Maven Central into $(KAFKA_LIB)"; \
+		rm -rf $(KAFKA_LIB).tmp && \
+		mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIB).tmp && \
+		cp $(KAFKA_POM) $(KAFKA_LIB).tmp/.resolved && \
+		rm -rf $(KAFKA_LIB) && mv $(KAFKA_LIB).tmp $(KAFKA_LIB); \
+	fi
 
 ## demo: local Kafka, a trained model, both services, a catalogue streaming in, recommendations printed
 demo: setup
