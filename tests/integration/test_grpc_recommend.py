@@ -277,7 +277,9 @@ def _requests(world: World, filters: Filters) -> dict[str, object]:
         "similar": Similar(laptop.product_id, limit=40, filters=filters),
         "complementary": Complementary(laptop.product_id, limit=40, filters=filters),
         "inspire": Inspire(history=[laptop.product_id, shoes.product_id], limit=40, filters=filters),
-        "intent": Inspire(intent="wireless mouse", limit=40, filters=filters),
+        # one intent has one anchor: under these caps (4 per leaf) its 3 default clusters, mostly mice,
+        # hold too few eligible items, so it searches more clusters (what a caller would do)
+        "intent": Inspire(intent="wireless mouse", limit=40, filters=filters, nearest_clusters=12),
     }
 
 
