@@ -91,7 +91,10 @@ class KafkaVectorSink:
 
     def on_assigned(self) -> None:
         consumer = self._consumer
-        if consumer is None or not consumer.assignment():
+        if consumer is None:
+            return
+        if not consumer.assignment():  # never restored: read the whole topic now
+            self.restore()
             return
         read = self._read_to_end(consumer, sorted(consumer.assignment()), timeout_s=120.0)
         log.info("read %d records appended to %s since the last refresh", read, self.topic)

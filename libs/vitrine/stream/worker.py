@@ -41,6 +41,8 @@ class BatchPolicy:
     max_wait_ms: int = 50
     poll_timeout_ms: int = 200
     retry_backoff_ms: int = 200
+    # a batch that took longer than this to collect (the process was stalled) refreshes the sink
+    stall_refresh_s: float = 5.0
     max_retry_backoff_ms: int = 10_000
 
     def __post_init__(self) -> None:
@@ -120,8 +122,14 @@ class EncoderWorker:
         log.info("encoder consuming %s", self.topic)
         try:
             while not self.stop_event.is_set():
+                started = time.monotonic()
                 batch = self._next_batch()
-                if self.assignment_changed.is_set():
+                # A process paused (GC, SIGSTOP, a starved VM) past the session timeout may have lost
+                # its partitions without knowing yet, and poll() can still hand it records fetched
+                # before: catch up with what the new owner wrote, so those are recognised as stale
+                # instead of overwriting newer vectors. (Full zombie fencing needs transactions.)
+                stalled = time.monotonic() - started > self.policy.stall_refresh_s
+                if self.assignment_changed.is_set() or stalled:
                     self.assignment_changed.clear()
                     self.pipeline.sink.on_assigned()
                 if batch:
