@@ -74,14 +74,17 @@ class EncoderPipeline:
         dead_letters: DeadLetterSink,
         metrics: EncoderMetrics | None = None,
         limits: ValidationLimits | None = None,
+        stall_refresh_s: float = 5.0,
     ) -> None:
         self.model = model
         self.sink = sink
         self.dead_letters = dead_letters
         self.metrics = metrics or EncoderMetrics()
         self.limits = limits or ValidationLimits()
+        self.stall_refresh_s = stall_refresh_s
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutcome:
+        batch_started = time.perf_counter()
         out = BatchOutcome(consumed=len(records))
         newest: dict[str, tuple[ProductEvent, SourceRecord]] = {}
         for record in records:
@@ -103,6 +106,10 @@ class EncoderPipeline:
         out.stale += len(newest) - len(fresh)
 
         changes = self._encode(fresh, out)
+        if changes and time.perf_counter() - batch_started > self.stall_refresh_s:
+            # stalled mid-batch (paused past the session timeout?): the partitions may have a new
+            # owner already; catch up with what it wrote so stale changes are dropped by the sink
+            self.sink.on_assigned()
         if changes:
             started = time.perf_counter()
             result = self.sink.write(changes)
