@@ -277,6 +277,7 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
     parser.add_argument("--workers", type=int, default=16, help="gRPC server threads")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--ghz", default=None, help="path to ghz (default: on PATH or in $GOPATH/bin)")
@@ -303,6 +304,8 @@ def main() -> None:
         for method in methods:
             name = shard_of[method]
             print(f"== {method}: in-process ANN and task time, recall")
+            # warm-up: a freshly opened shard reads its pages from disk on first touch
+            in_process(method, shards[name], models[name], requests[method][: args.queries // 2], 2)
             single = in_process(method, shards[name], models[name], requests[method], 1)
             four = in_process(method, shards[name], models[name], requests[method], 4)
             results[method] = {
@@ -334,7 +337,7 @@ def main() -> None:
         for method in methods:
             payloads = [r.SerializeToString() for r in requests[method]]
             for c in concurrency:
-                load = run_load(target, method, payloads, c, args.duration)
+                load = run_load(target, method, payloads, c, args.duration, warmup_s=args.warmup)
                 row: dict[str, Any] = {
                     "python": {**percentiles(load.latencies_s), "rps": load.rps, "errors": load.errors}
                 }

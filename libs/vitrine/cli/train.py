@@ -57,6 +57,11 @@ def register(subparsers: Any) -> None:
         "--sentence-encoder", default="minilm", help="sentence text branch: minilm | e5-small | PATH"
     )
     parser.add_argument("--min-coview", type=int, default=1, help="co-view count a similar pair needs")
+    parser.add_argument(
+        "--similar-includes-copurchase",
+        action="store_true",
+        help="keep co-viewed pairs that were also bought together as similar pairs (default: drop them)",
+    )
     parser.add_argument("--min-support", type=int, default=2, help="category map: minimum pair support")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
@@ -107,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
             ),
             features=features,
             encoder=EncoderConfig(dim=args.dim),
-            pairs=PairConfig(min_coview=args.min_coview),
+            pairs=PairConfig(
+                min_coview=args.min_coview, similar_excludes_copurchase=not args.similar_includes_copurchase
+            ),
             split=SplitConfig(
                 seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
             ),

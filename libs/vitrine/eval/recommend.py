@@ -194,9 +194,7 @@ def evaluate(
     log.info("%s %s: %d pairs (%s), %d products", spec.label, task, len(pairs.queries), pairs.mode, n)
     item_vectors = towers.encode_items(products)
     if card.task == "complementary" and task == "complementary":
-        model_fn = complementary_scores(
-            towers, products, item_vectors, card.complementary_map, targets_per_query
-        )
+        model_fn = complementary_scores(towers, products, item_vectors, targets_per_query, merge)
     else:
 
         def model_fn(queries: np.ndarray) -> np.ndarray:
