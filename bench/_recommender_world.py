@@ -4,6 +4,7 @@ Edge shard per model, built once into a cache folder and reused (a 1M-item build
     artifacts/bench/recommender/<N>/catalog.npz          leaf category and stock flag per product
     artifacts/bench/recommender/<N>/<model>/shard/        the Edge shard (HNSW built, payload indexes)
     artifacts/bench/recommender/<N>/<model>/done.json     written last: the build is complete
+    artifacts/bench/recommender/<N>/<model>-scan/         the same with the earlier index layout
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, leaves, make_product
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.layout import scan_layout
 from vitrine.index.port import IndexedItem
 from vitrine.model.serving import ServingModel
 from vitrine.serving.anchors import payload_of
@@ -67,20 +69,43 @@ def catalog(cache: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return leaf, in_stock
 
 
-def shard_path(cache: Path, name: str) -> Path:
-    return cache / name / "shard"
+LAYOUTS = ("graph", "scan")  # vitrine's index layout; the earlier one (see vitrine.index.layout)
 
 
-def ensure_shard(cache: Path, name: str, model: ServingModel, n: int) -> dict[str, object]:
-    """Build the model's shard unless a complete one for the same model and size is cached."""
-    marker = cache / name / "done.json"
+def index_config(path: Path, dim: int, layout: str, fresh: bool = False) -> EdgeIndexConfig:
+    if layout == "graph":
+        return EdgeIndexConfig(path, dim, fresh=fresh)
+    fields, full_scan_points = scan_layout()
+    return EdgeIndexConfig(path, dim, fresh=fresh, full_scan_points=full_scan_points, payload_fields=fields)
+
+
+def index_layout(layout: str) -> str:
+    """What a cached shard was built with; a shard of another layout is rebuilt."""
+    config = index_config(Path(), 1, layout)
+    graph = ",".join(name for name, spec in config.payload_fields.items() if spec.graph)
+    return f"full_scan_points={config.full_scan_points};graph={graph}"
+
+
+def shard_folder(cache: Path, name: str, layout: str) -> Path:
+    return cache / (name if layout == "graph" else f"{name}-{layout}")
+
+
+def ensure_shard(
+    cache: Path, name: str, model: ServingModel, n: int, layout: str = "graph"
+) -> dict[str, object]:
+    """Build the model's shard unless a complete one for the same model, size and layout is cached."""
+    folder = shard_folder(cache, name, layout)
+    marker = folder / "done.json"
     if marker.is_file():
         done = json.loads(marker.read_text())
-        if done.get("items") == n and done.get("model_version") == model.model_version:
+        if (
+            done.get("items") == n
+            and done.get("model_version") == model.model_version
+            and done.get("index_layout") == index_layout(layout)
+        ):
             print(f"{name}: reusing the cached shard ({n:,} items, built in {done['build_s']:.0f}s)")
             return done  # type: ignore[no-any-return]
-    path = shard_path(cache, name)
-    index = EdgeIndex(EdgeIndexConfig(path, model.dim, fresh=True))
+    index = EdgeIndex(index_config(folder / "shard", model.dim, layout, fresh=True))
     started = time.perf_counter()
     encode_s = 0.0
     try:
@@ -106,6 +131,7 @@ def ensure_shard(cache: Path, name: str, model: ServingModel, n: int) -> dict[st
     done = {
         "items": n,
         "count": count,
+        "index_layout": index_layout(layout),
         "model_version": model.model_version,
         "dim": model.dim,
         "build_s": time.perf_counter() - started,
@@ -130,8 +156,8 @@ def _write(index: EdgeIndex, model: ServingModel, products: list[Product]) -> fl
     return encode_s
 
 
-def open_shard(cache: Path, name: str, dim: int) -> EdgeIndex:
-    path = shard_path(cache, name)
-    if not (cache / name / "done.json").is_file():
-        raise SystemExit(f"no complete shard at {path}: run bench/recommender.py to build it")
-    return EdgeIndex(EdgeIndexConfig(path, dim))
+def open_shard(cache: Path, name: str, dim: int, layout: str = "graph") -> EdgeIndex:
+    folder = shard_folder(cache, name, layout)
+    if not (folder / "done.json").is_file():
+        raise SystemExit(f"no complete shard at {folder}: run bench/recommender.py to build it")
+    return EdgeIndex(index_config(folder / "shard", dim, layout))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from vitrine.errors import ConfigError
@@ -30,6 +30,11 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def env_var(cls: type[BaseModel], field: str) -> str:
+    """The environment variable that sets `field` of settings class `cls`, e.g. VITRINE_ENCODER_MAX_BATCH."""
+    return f"{cls.model_config.get('env_prefix', '')}{field.upper()}"
 
 
 def read_config_file(path: Path | None, section: str) -> dict[str, Any]:
@@ -76,9 +81,8 @@ def load_settings(cls: type[S], config_file: Path | None, section: str, **overri
     try:
         built = _WithFile(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
-        prefix = cls.model_config.get("env_prefix", "")
         problems = "; ".join(
-            f"{'.'.join(map(str, err['loc']))} (env {prefix}{str(err['loc'][0]).upper()}): {err['msg']}"
+            f"{'.'.join(map(str, err['loc']))} (env {env_var(cls, str(err['loc'][0]))}): {err['msg']}"
             for err in e.errors()
         )
         raise ConfigError(f"invalid {cls.__name__}: {problems}") from e

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.stream.kafka_security import KafkaSecuritySettings
 
-class EncoderSettings(BaseSettings):
+
+class EncoderSettings(KafkaSecuritySettings, BaseSettings):
+    # + kafka_security_protocol, kafka_sasl_*, kafka_ssl_* (Kafka SASL/SSL) from KafkaSecuritySettings
     model_config = SettingsConfigDict(env_prefix="VITRINE_ENCODER_", extra="forbid", frozen=True)
 
     model_dir: Path = Field(description="exported model directory (VITRINE_ENCODER_MODEL_DIR)")
@@ -76,85 +79,3 @@ class EncoderSettings(BaseSettings):
 
     def resolved_collection(self, model_version: str) -> str:
         return self.qdrant_collection or f"vitrine-{model_version}"
-
-    # -- Kafka authentication and encryption, passed to kafka-python (docs/OPERATIONS.md, "Security") --
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="VITRINE_ENCODER_KAFKA_SECURITY_PROTOCOL"
-    )
-    kafka_sasl_username: str | None = Field(None, description="VITRINE_ENCODER_KAFKA_SASL_USERNAME")
-    kafka_sasl_password: SecretStr | None = Field(None, description="VITRINE_ENCODER_KAFKA_SASL_PASSWORD")
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, validate_default=True, description="required with SASL_* (VITRINE_ENCODER_KAFKA_SASL_MECHANISM)"
-    )
-    kafka_ssl_cafile: Path | None = Field(
-        None, description="CA bundle for the brokers; unset = system roots (VITRINE_ENCODER_KAFKA_SSL_CAFILE)"
-    )
-    kafka_ssl_certfile: Path | None = Field(
-        None, description="client certificate for mTLS to the brokers (VITRINE_ENCODER_KAFKA_SSL_CERTFILE)"
-    )
-    kafka_ssl_keyfile: Path | None = Field(
-        None, validate_default=True, description="its private key (VITRINE_ENCODER_KAFKA_SSL_KEYFILE)"
-    )
-    kafka_ssl_password: SecretStr | None = Field(
-        None, description="password of an encrypted private key (VITRINE_ENCODER_KAFKA_SSL_PASSWORD)"
-    )
-    kafka_ssl_check_hostname: bool = Field(True, description="VITRINE_ENCODER_KAFKA_SSL_CHECK_HOSTNAME")
-
-    # Cross-field checks sit on non-secret fields: a validation error carries its field's input value.
-    @field_validator("kafka_sasl_mechanism")
-    @classmethod
-    def _sasl_complete(cls, mechanism: str | None, info: ValidationInfo) -> str | None:
-        protocol = info.data.get("kafka_security_protocol", "PLAINTEXT")
-        if protocol.startswith("SASL_"):
-            missing = [
-                f"VITRINE_ENCODER_KAFKA_SASL_{name.upper()}"
-                for name, value in (
-                    ("mechanism", mechanism),
-                    ("username", info.data.get("kafka_sasl_username")),
-                    ("password", info.data.get("kafka_sasl_password")),
-                )
-                if not value
-            ]
-            if missing:
-                raise ValueError(f"security protocol {protocol} needs {', '.join(missing)}")
-        elif mechanism is not None:
-            raise ValueError(
-                "a SASL mechanism needs VITRINE_ENCODER_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
-            )
-        return mechanism
-
-    @field_validator("kafka_ssl_keyfile")
-    @classmethod
-    def _ssl_files(cls, keyfile: Path | None, info: ValidationInfo) -> Path | None:
-        if (keyfile is None) != (info.data.get("kafka_ssl_certfile") is None):
-            raise ValueError(
-                "set both VITRINE_ENCODER_KAFKA_SSL_CERTFILE and VITRINE_ENCODER_KAFKA_SSL_KEYFILE, or neither"
-            )
-        uses_files = keyfile is not None or info.data.get("kafka_ssl_cafile") is not None
-        if uses_files and info.data.get("kafka_security_protocol") not in ("SSL", "SASL_SSL"):
-            raise ValueError("TLS files need VITRINE_ENCODER_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
-        return keyfile
-
-    def kafka_security(self) -> dict[str, Any]:
-        """kafka-python options for KafkaSettings.security; the only place the secrets are revealed."""
-        if self.kafka_security_protocol == "PLAINTEXT":
-            return {}
-        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_security_protocol.startswith("SASL_"):
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            options["sasl_plain_password"] = (
-                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
-            )
-        if self.kafka_security_protocol.endswith("SSL"):
-            options["ssl_check_hostname"] = self.kafka_ssl_check_hostname
-            for option, path in (
-                ("ssl_cafile", self.kafka_ssl_cafile),
-                ("ssl_certfile", self.kafka_ssl_certfile),
-                ("ssl_keyfile", self.kafka_ssl_keyfile),
-            ):
-                if path is not None:
-                    options[option] = str(path)
-            if self.kafka_ssl_password is not None:
-                options["ssl_password"] = self.kafka_ssl_password.get_secret_value()
-        return options

@@ -21,8 +21,10 @@ def plot_recall_curves(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    top = 0.0
     for name, r in ranks.items():
         curve = recall_curve(r, KS)
+        top = max(top, *curve.values())
         label = model_label if name == "model" else name
         ax.plot(
             list(curve),
@@ -37,7 +39,7 @@ def plot_recall_curves(
     ax.set_xticklabels([str(k) for k in KS])
     ax.set_xlabel("k")
     ax.set_ylabel("Recall@k")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, top * 1.1 + 0.02))  # small recalls stay readable
     ax.grid(True, alpha=0.3)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,12 @@ import numpy as np
 
 from vitrine.errors import IndexBackendError
 from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.layout import (
+    DEFAULT_FULL_SCAN_POINTS,
+    PAYLOAD_FIELDS,
+    PayloadField,
+    full_scan_threshold_kb,
+)
 from vitrine.index.port import (
     IndexedItem,
     ItemPayload,
@@ -28,19 +34,6 @@ from vitrine.index.versioning import plan_points
 
 log = logging.getLogger(__name__)
 
-# payload field -> index kind; every field a filter touches is indexed
-PAYLOAD_INDEXES: dict[str, str] = {
-    "product_id": "keyword",
-    "deleted": "integer",  # 0/1, see ItemPayload.to_dict
-    "in_stock": "integer",
-    "category_path": "keyword",
-    "leaf_category": "keyword",
-    "seller": "keyword",
-    "dedup_key": "keyword",
-    "price": "float",
-    "cluster": "integer",
-}
-
 
 @dataclass(frozen=True)
 class EdgeIndexConfig:
@@ -49,8 +42,12 @@ class EdgeIndexConfig:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     search_ef: int = 128
-    # below this many points a segment is searched exactly (cheap, and exact)
-    full_scan_threshold: int = 10_000
+    # a filtered query matching fewer points is scanned exactly; see vitrine.index.layout
+    full_scan_points: int = DEFAULT_FULL_SCAN_POINTS
+    # a segment gets its HNSW graph once it holds this many points (None: Qdrant's default, ~10 MB
+    # of vectors); small values let tests exercise the graph on a few thousand points
+    indexing_threshold_points: int | None = None
+    payload_fields: Mapping[str, PayloadField] = field(default_factory=lambda: dict(PAYLOAD_FIELDS))
     fresh: bool = False  # delete whatever is at `path` and start empty
     # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
     # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
@@ -75,7 +72,13 @@ class EdgeIndex:
             hnsw_config=qe.HnswIndexConfig(
                 m=config.hnsw_m,
                 ef_construct=config.hnsw_ef_construct,
-                full_scan_threshold=config.full_scan_threshold,
+                full_scan_threshold=full_scan_threshold_kb(config.full_scan_points, config.dim),
+                payload_m=config.hnsw_m,
+            ),
+            optimizers=None
+            if config.indexing_threshold_points is None
+            else qe.EdgeOptimizersConfig(
+                indexing_threshold=full_scan_threshold_kb(config.indexing_threshold_points, config.dim)
             ),
             wal_enabled=config.wal,
         )
@@ -91,13 +94,14 @@ class EdgeIndex:
 
     def _create_payload_indexes(self) -> None:
         qe = self._qe
-        kinds = {
-            "keyword": qe.PayloadSchemaType.Keyword,
-            "float": qe.PayloadSchemaType.Float,
-            "integer": qe.PayloadSchemaType.Integer,
-        }
-        for field_name, kind in PAYLOAD_INDEXES.items():
-            self._shard.update(qe.UpdateOperation.create_field_index(field_name, kinds[kind]))
+        for field_name, spec in self.config.payload_fields.items():
+            if spec.kind == "keyword":
+                params: Any = qe.KeywordIndexParams(enable_hnsw=spec.graph)
+            elif spec.kind == "integer":
+                params = qe.IntegerIndexParams(lookup=True, range=False, enable_hnsw=spec.graph)
+            else:
+                params = qe.FloatIndexParams(enable_hnsw=spec.graph)
+            self._shard.update(qe.UpdateOperation.create_field_index(field_name, params))
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -223,6 +227,10 @@ class EdgeIndex:
     def count(self) -> int:
         qe = self._qe
         return int(self._shard.count(qe.CountRequest(exact=True, filter=live_filter(self._models))))
+
+    def indexed_points(self) -> int:
+        """Points whose segment has its HNSW graph (the rest are searched exactly)."""
+        return int(self._shard.info().indexed_vectors_count)
 
     def optimize(self) -> None:
         """Build HNSW for segments that crossed the indexing threshold (blocking)."""

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from vitrine.errors import IndexBackendError
-from vitrine.index.edge import PAYLOAD_INDEXES
 from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.layout import DEFAULT_FULL_SCAN_POINTS, PAYLOAD_FIELDS, full_scan_threshold_kb
 from vitrine.index.port import (
     IndexedItem,
     ItemPayload,
@@ -45,6 +45,7 @@ class QdrantServerConfig:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     search_ef: int = 128
+    full_scan_points: int = DEFAULT_FULL_SCAN_POINTS  # see vitrine.index.layout
     shards: int = 1
     replicas: int = 1
     timeout_s: int = 10
@@ -91,18 +92,18 @@ class QdrantServerIndex:
                 self.collection,
                 vectors_config=m.VectorParams(size=self.dim, distance=m.Distance.DOT),
                 hnsw_config=m.HnswConfigDiff(
-                    m=self.config.hnsw_m, ef_construct=self.config.hnsw_ef_construct
+                    m=self.config.hnsw_m,
+                    ef_construct=self.config.hnsw_ef_construct,
+                    full_scan_threshold=full_scan_threshold_kb(self.config.full_scan_points, self.dim),
+                    payload_m=self.config.hnsw_m,
                 ),
                 shard_number=self.config.shards,
                 replication_factor=self.config.replicas,
             )
-            kinds = {
-                "keyword": m.PayloadSchemaType.KEYWORD,
-                "integer": m.PayloadSchemaType.INTEGER,
-                "float": m.PayloadSchemaType.FLOAT,
-            }
-            for field_name, kind in PAYLOAD_INDEXES.items():
-                self.client.create_payload_index(self.collection, field_name, kinds[kind], wait=True)
+            for field_name, spec in PAYLOAD_FIELDS.items():
+                self.client.create_payload_index(
+                    self.collection, field_name, _index_params(m, spec.kind, spec.graph), wait=True
+                )
         except Exception as e:
             raise IndexBackendError(f"cannot create Qdrant collection {self.collection!r}: {e}") from e
         log.info("created Qdrant collection %s (dim %d)", self.collection, self.dim)
@@ -247,3 +248,13 @@ class QdrantServerIndex:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _index_params(m: Any, kind: str, graph: bool) -> Any:
+    if kind == "keyword":
+        return m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, enable_hnsw=graph)
+    if kind == "integer":
+        return m.IntegerIndexParams(
+            type=m.IntegerIndexType.INTEGER, lookup=True, range=False, enable_hnsw=graph
+        )
+    return m.FloatIndexParams(type=m.FloatIndexType.FLOAT, enable_hnsw=graph)

@@ -85,7 +85,11 @@ class ServingModel:
         feeds = features.to_feeds()
         if self.features.text_branch == "sentence":
             texts = [self.extractor.sentence_text(p) for p in products]
-            feeds["text_vec"] = np.asarray(self._text_encoder.encode(texts), dtype=np.float32)
+            # complementary queries repeat a product once per target category: encode each text once
+            unique = list(dict.fromkeys(texts))
+            vectors = np.asarray(self._text_encoder.encode(unique), dtype=np.float32)
+            row = {text: i for i, text in enumerate(unique)}
+            feeds["text_vec"] = vectors[[row[t] for t in texts]]
         return {name: feeds[name] for name in self._input_names if name in feeds}
 
     def complementary_targets(self, leaf: str, n: int) -> list[tuple[str, float]]:

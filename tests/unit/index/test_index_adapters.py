@@ -298,10 +298,13 @@ def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> Non
 
 def test_hnsw_search_matches_exact_search_after_optimisation(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    ix = EdgeIndex(EdgeIndexConfig(tmp_path / "big", DIM, full_scan_threshold=100))
+    ix = EdgeIndex(
+        EdgeIndexConfig(tmp_path / "big", DIM, full_scan_points=100, indexing_threshold_points=500)
+    )
     try:
         ix.apply([IndexedItem(f"q{i}", 1, _unit(rng), ItemPayload()) for i in range(3000)])
         ix.optimize()
+        assert ix.indexed_points() == 3000
         queries = [_unit(rng) for _ in range(20)]
         recall = np.mean(
             [
@@ -311,5 +314,33 @@ def test_hnsw_search_matches_exact_search_after_optimisation(tmp_path: Path) -> 
             ]
         )
         assert recall >= 0.95
+    finally:
+        ix.close()
+
+
+def test_filtered_hnsw_search_stays_exact_enough_inside_one_small_category(tmp_path: Path) -> None:
+    # 5% selectivity, well above the full-scan threshold: the query walks the graph, which only
+    # stays connected inside the category thanks to the category's own HNSW links (payload_m)
+    rng = np.random.default_rng(2)
+    ix = EdgeIndex(
+        EdgeIndexConfig(tmp_path / "filtered", DIM, full_scan_points=50, indexing_threshold_points=500)
+    )
+    try:
+        ix.apply(
+            [
+                IndexedItem(f"f{i}", 1, _unit(rng), ItemPayload(category_path=("Root", f"Leaf{i % 20}")))
+                for i in range(4000)
+            ]
+        )
+        ix.optimize()
+        assert ix.indexed_points() == 4000  # the graph exists: this is not an exact scan
+        recalls = []
+        for i in range(40):
+            q, f = _unit(rng), SearchFilter(leaf_categories=(f"Leaf{i % 20}",), in_stock_only=False)
+            ann = {h.product_id for h in ix.search(q, 10, f)}
+            exact = {h.product_id for h in ix.exact_search(q, 10, f)}
+            assert all(int(p[1:]) % 20 == i % 20 for p in ann)
+            recalls.append(len(ann & exact) / 10)
+        assert np.mean(recalls) >= 0.95
     finally:
         ix.close()
