@@ -26,6 +26,9 @@ def events(draw: st.DrawFn) -> bytes:
         product_id=draw(text),
         version=draw(st.integers(min_value=0, max_value=2**64 - 1)),
     )
+    if draw(st.booleans()):  # far past, far future and out of Timestamp's range
+        pb.event_time.seconds = draw(st.integers(-(2**63), 2**63 - 1))
+        pb.event_time.nanos = draw(st.integers(-(2**31), 2**31 - 1))
     if draw(st.booleans()):
         pb.delete.SetInParent()
     elif draw(st.booleans()):
@@ -41,7 +44,10 @@ def events(draw: st.DrawFn) -> bytes:
         if draw(st.booleans()):
             p.price.amount = draw(price)
             p.price.currency = draw(st.sampled_from(["EUR", "", "PLN"]))
-        p.availability = draw(st.integers(min_value=0, max_value=4))
+        # proto3 enums carry any int32: a newer producer's value must be dead-lettered, not crash
+        p.availability = draw(
+            st.one_of(st.integers(min_value=0, max_value=4), st.integers(-(2**31), 2**31 - 1))
+        )
         for k, v in draw(st.dictionaries(st.text(max_size=20), st.text(max_size=600), max_size=5)).items():
             p.attributes[k] = v
     return pb.SerializeToString()

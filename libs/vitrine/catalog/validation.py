@@ -12,7 +12,7 @@ from datetime import UTC
 
 from google.protobuf.message import DecodeError
 
-from vitrine.catalog.schema import SCHEMA_VERSION, Product, ProductEvent
+from vitrine.catalog.schema import SCHEMA_VERSION, Availability, Product, ProductEvent
 from vitrine.errors import InvalidEventError
 from vitrine.v1 import catalog_pb2
 
@@ -27,7 +27,12 @@ REASONS = (
     "bad_price",
     "oversized_text",
     "bad_category_path",
+    "unknown_availability",
+    "bad_event_time",
 )
+
+
+_AVAILABILITIES = frozenset(a.value for a in Availability)
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,21 @@ def decode_event(
         )
     if pb.version == 0:
         raise InvalidEventError("missing_version", "version must be a positive integer")
-    event_time = pb.event_time.ToDatetime(tzinfo=UTC)
+    try:
+        event_time = pb.event_time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as e:  # seconds outside years 1-9999
+        raise InvalidEventError("bad_event_time", f"event_time out of range: {e}") from e
     change = pb.WhichOneof("change")
     if change is None:
         raise InvalidEventError("missing_change", "neither upsert nor delete is set")
     if change == "delete":
         return ProductEvent(pb.product_id, pb.version, event_time, None)
+    if pb.upsert.availability not in _AVAILABILITIES:
+        # proto3 enums carry any int32; a value this consumer does not know is a producer to upgrade
+        raise InvalidEventError(
+            "unknown_availability",
+            f"availability {pb.upsert.availability} is not one of {sorted(_AVAILABILITIES)}",
+        )
     product = Product.from_proto(pb.product_id, pb.upsert)
     validate_product(product, limits)
     return ProductEvent(pb.product_id, pb.version, event_time, product)

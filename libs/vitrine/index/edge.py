@@ -233,9 +233,15 @@ class EdgeIndex:
         return int(self._shard.info().indexed_vectors_count)
 
     def optimize(self) -> None:
-        """Build HNSW for segments that crossed the indexing threshold (blocking)."""
+        """Build HNSW for segments that crossed the indexing threshold, then flush (blocking).
+
+        The flush matters as much as the graph: Qdrant Edge keeps every superseded point version's
+        storage until a flush marks it reusable, so a replica that only applied updates grew by ~0.35 KB
+        per update (docs/RELIABILITY.md, soak). Callers run this periodically while writing.
+        """
         with self._write_lock:
             self._shard.optimize()
+            self._shard.flush()
 
     def close(self) -> None:
         with self._write_lock:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass
 
 from vitrine.errors import IndexBackendError, InvalidRequestError, NotFoundError
 from vitrine.index.port import VectorIndex
@@ -25,12 +26,20 @@ from vitrine.serving.registry import ServedModel, ServingSnapshot
 from vitrine.serving.requests import RequestLimits, RequestParser, Routing
 from vitrine.serving.results import Recommendation, Task
 from vitrine.serving.similar import similar
+from vitrine.serving.wire import Undecodable, lenient
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecommenderServicer", "RequestLimits", "ServingState", "SnapshotSource", "status_of"]
+__all__ = [
+    "RecommenderServicer",
+    "RequestLimits",
+    "ServingState",
+    "SnapshotSource",
+    "add_recommender_servicer",
+    "status_of",
+]
 
 UNROUTED = "none"  # the variant label of requests rejected before a variant was chosen
 
@@ -111,17 +120,24 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     # -- methods ----------------------------------------------------------------------------------
 
     def Similar(self, request: pb.SimilarRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
-        return self._unary("Similar", context, lambda s, d, c: self._similar(s, d, c, request, Routing()))
+        return self._unary(
+            "Similar", context, request, lambda s, d, c: self._similar(s, d, c, request, Routing())
+        )
 
     def Complementary(
         self, request: pb.ComplementaryRequest, context: grpc.ServicerContext
     ) -> pb.RecommendResponse:
         return self._unary(
-            "Complementary", context, lambda s, d, c: self._complementary(s, d, c, request, Routing())
+            "Complementary",
+            context,
+            request,
+            lambda s, d, c: self._complementary(s, d, c, request, Routing()),
         )
 
     def Inspire(self, request: pb.InspireRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
-        return self._unary("Inspire", context, lambda s, d, c: self._inspire(s, d, c, request, Routing()))
+        return self._unary(
+            "Inspire", context, request, lambda s, d, c: self._inspire(s, d, c, request, Routing())
+        )
 
     def Batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchResponse:
         def run(snapshot: ServingSnapshot, deadline: Deadline, call: _Call) -> pb.BatchResponse:
@@ -132,7 +148,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
                 results=[self._batch_item(snapshot, deadline, r, defaults) for r in request.requests]
             )
 
-        return self._unary("Batch", context, run)
+        return self._unary("Batch", context, request, run)
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -218,12 +234,15 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self,
         method: str,
         context: grpc.ServicerContext,
+        request: Any,
         run: Callable[[ServingSnapshot, Deadline, _Call], Any],
     ) -> Any:
         started = time.perf_counter()
         call = _Call()
         code, message = grpc.StatusCode.OK, ""
         try:
+            if isinstance(request, Undecodable):  # bytes that are not a request (see `wire`)
+                raise InvalidRequestError(request.message)
             with self._source.lease() as snapshot:
                 return run(snapshot, Deadline(context), call)
         except Exception as e:
@@ -235,6 +254,24 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def _observe(self, method: str, code: grpc.StatusCode, variant: str, started: float) -> None:
         self.metrics.requests.labels(method, code.name, variant).inc()
         self.metrics.latency.labels(method, variant).observe(time.perf_counter() - started)
+
+
+def add_recommender_servicer(servicer: RecommenderServicer, server: grpc.Server) -> None:
+    """Register the servicer as the generated `add_RecommenderServicer_to_server` does, but with
+    lenient request deserializers (`wire.lenient`): gRPC itself would answer bytes that are not a valid
+    request (invalid UTF-8 in a string, a truncated message) with INTERNAL before any handler runs;
+    here they reach the servicer, which answers INVALID_ARGUMENT naming the field."""
+    service = pb.DESCRIPTOR.services_by_name["Recommender"]
+    handlers = {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, m.name),
+            request_deserializer=lenient(GetMessageClass(m.input_type)),
+            response_serializer=GetMessageClass(m.output_type).SerializeToString,
+        )
+        for m in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _response(items: list[Recommendation], model_version: str, variant: str) -> pb.RecommendResponse:

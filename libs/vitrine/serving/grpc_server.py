@@ -16,9 +16,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.grpc_api import RecommenderServicer, RequestLimits, ServingState, SnapshotSource
+from vitrine.serving.grpc_api import (
+    RecommenderServicer,
+    RequestLimits,
+    ServingState,
+    SnapshotSource,
+    add_recommender_servicer,
+)
 from vitrine.serving.registry import ServingSnapshot
-from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
+from vitrine.v1 import recommender_pb2
 
 RECOMMENDER_SERVICE = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -61,9 +67,9 @@ def create_grpc_server(
         # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(source, metrics, limits), server
-    )
+    # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
+    # INVALID_ARGUMENT, not INTERNAL (grpc_api.add_recommender_servicer)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

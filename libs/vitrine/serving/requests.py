@@ -17,6 +17,7 @@ from vitrine.serving.complementary import ComplementaryQuery
 from vitrine.serving.filters import Caps, RequestFilter
 from vitrine.serving.inspire import InspireQuery, Strategy
 from vitrine.serving.similar import SimilarQuery
+from vitrine.v1 import catalog_pb2
 from vitrine.v1 import recommender_pb2 as pb
 
 
@@ -120,6 +121,12 @@ class RequestParser:
 
     def _anchor(self, r: Any) -> AnchorRef:
         if r.WhichOneof("anchor") == "product":
+            # proto3 enums are open: any int32 arrives, and Product.from_proto would raise ValueError
+            if r.product.availability not in catalog_pb2.Availability.values():
+                raise InvalidRequestError(
+                    f"product.availability {r.product.availability} is unknown; "
+                    f"known: {', '.join(catalog_pb2.Availability.keys())}"
+                )
             product = Product.from_proto("", r.product)
             try:
                 validate_product(product, self.limits.product)

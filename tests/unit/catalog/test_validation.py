@@ -69,6 +69,8 @@ def test_unknown_schema_version_is_rejected() -> None:
         (lambda pb: setattr(pb.upsert, "title", "x" * 5000), "oversized_text"),
         (lambda pb: pb.upsert.category_path.extend([f"level{i}" for i in range(20)]), "bad_category_path"),
         (lambda pb: pb.upsert.category_path.append(""), "bad_category_path"),
+        (lambda pb: setattr(pb.upsert, "availability", 7), "unknown_availability"),
+        (lambda pb: setattr(pb.event_time, "seconds", 2**62), "bad_event_time"),
     ],
 )
 def test_malformed_events_are_rejected_with_their_reason(mutate: object, reason: str) -> None:

@@ -48,6 +48,17 @@ def test_an_inline_product_is_validated_like_a_catalogue_event() -> None:
         parser.similar(pb.SimilarRequest(product=catalog_pb2.Product(title=" ")))
 
 
+@pytest.mark.parametrize("availability", [5, -1, 2**31 - 1])
+def test_an_unknown_availability_of_an_inline_product_is_invalid(availability: int) -> None:
+    """proto3 enums are open: any int32 arrives. It used to escape as a ValueError (INTERNAL); found by
+    tests/reliability/test_fuzz_grpc.py."""
+    product = catalog_pb2.Product(title="Voltra pro laptop", availability=availability)  # type: ignore[arg-type]
+    for parse in (parser.similar, parser.complementary):
+        request = (pb.SimilarRequest if parse == parser.similar else pb.ComplementaryRequest)(product=product)
+        with pytest.raises(InvalidRequestError, match=rf"product.availability {availability} is unknown"):
+            parse(request)  # type: ignore[arg-type]
+
+
 def test_history_is_ordered_most_recent_first_without_repeats() -> None:
     def at(seconds: int) -> Timestamp:
         return Timestamp(seconds=seconds)
