@@ -588,6 +588,10 @@ def violations(r: object, batch: pb.BatchRequest | None = None) -> list[str]:
             not 0 <= d.nearest_clusters <= 16
             or not 0 <= d.skip_clusters <= 16
             or not 0 <= d.max_anchors <= 20
+            or (
+                d.strategy != pb.Diversity.STRATEGY_MMR
+                and (d.nearest_clusters or 3) * (d.max_anchors or 5) > 64  # the search budget
+            )
         ):
             out.append("diversity")
         if d.HasField("mmr_diversity") and not (0 <= d.mmr_diversity <= 1):  # NaN fails both

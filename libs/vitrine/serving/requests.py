@@ -35,6 +35,8 @@ class RequestLimits:
     max_intent_chars: int = 1_000
     max_clusters: int = 16
     max_anchors: int = 20
+    # clustered Inspire searches anchors x clusters lists: bound the fan-out a request can ask for
+    max_cluster_searches: int = 64
     default_clusters: int = 3
     default_anchors: int = 5
     default_mmr_diversity: float = 0.5
@@ -84,19 +86,26 @@ class RequestParser:
         diversity = d.mmr_diversity if d.HasField("mmr_diversity") else lim.default_mmr_diversity
         if not (math.isfinite(diversity) and 0.0 <= diversity <= 1.0):
             raise InvalidRequestError(f"diversity.mmr_diversity must be in [0, 1], got {diversity}")
+        nearest_clusters = self._count(
+            "diversity.nearest_clusters", d.nearest_clusters, 1, lim.max_clusters, lim.default_clusters
+        )
+        max_anchors = self._count(
+            "diversity.max_anchors", d.max_anchors, 1, lim.max_anchors, lim.default_anchors
+        )
+        if strategy is Strategy.CLUSTERS and nearest_clusters * max_anchors > lim.max_cluster_searches:
+            raise InvalidRequestError(
+                f"diversity.max_anchors x diversity.nearest_clusters = {max_anchors} x {nearest_clusters}: "
+                f"at most {lim.max_cluster_searches} cluster searches per request"
+            )
         return InspireQuery(
             history=self._history(r.history),
             intent=r.intent.strip(),
             limit=self._limit(r.limit),
             filters=self._filters(r.filters),
             strategy=strategy,
-            nearest_clusters=self._count(
-                "diversity.nearest_clusters", d.nearest_clusters, 1, lim.max_clusters, lim.default_clusters
-            ),
+            nearest_clusters=nearest_clusters,
             skip_clusters=self._count("diversity.skip_clusters", d.skip_clusters, 0, lim.max_clusters, 0),
-            max_anchors=self._count(
-                "diversity.max_anchors", d.max_anchors, 1, lim.max_anchors, lim.default_anchors
-            ),
+            max_anchors=max_anchors,
             mmr_diversity=float(diversity),
         )
 

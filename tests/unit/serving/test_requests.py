@@ -167,6 +167,12 @@ def _views(n: int) -> list[pb.ViewedProduct]:
             "nearest_clusters must be between 1 and 16",
         ),
         (
+            lambda: parser.inspire(
+                pb.InspireRequest(intent="x", diversity=pb.Diversity(nearest_clusters=16, max_anchors=5))
+            ),
+            "5 x 16: at most 64 cluster searches per request",
+        ),
+        (
             lambda: parser.inspire(pb.InspireRequest(intent="x", diversity=pb.Diversity(skip_clusters=-1))),
             "skip_clusters must be between 0 and 16",
         ),
