@@ -22,9 +22,8 @@ from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, leaves, make_product
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.layout import scan_layout
-from vitrine.index.port import IndexedItem
 from vitrine.model.serving import ServingModel
-from vitrine.serving.anchors import payload_of
+from vitrine.serving.anchors import indexed_items
 
 LEAVES = [leaf for _, _, leaf in leaves()]
 CHUNK = 8192
@@ -144,15 +143,9 @@ def ensure_shard(
 
 def _write(index: EdgeIndex, model: ServingModel, products: list[Product]) -> float:
     started = time.perf_counter()
-    vectors = model.encode_items(products)
-    clusters = model.assign_clusters(vectors)
+    items = indexed_items(model, products)
     encode_s = time.perf_counter() - started
-    index.apply(
-        [
-            IndexedItem(p.product_id, 1, v, replace(payload_of(p), cluster=int(c)))
-            for p, v, c in zip(products, vectors, clusters, strict=True)
-        ]
-    )
+    index.apply(items)
     return encode_s
 
 

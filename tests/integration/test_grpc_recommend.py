@@ -23,11 +23,11 @@ import pytest
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import IndexedItem, VectorIndex
+from vitrine.index.port import VectorIndex
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import ServingModel, load_serving_model
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import payload_of
+from vitrine.serving.anchors import indexed_items
 from vitrine.serving.client import (
     BatchError,
     Complementary,
@@ -75,15 +75,7 @@ class World:
 
 
 def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    # what the encoder writes: item vectors, the cluster of each, the filter payload
-    vectors = model.encode_items(products)
-    clusters = model.assign_clusters(vectors)
-    index.apply(
-        [
-            IndexedItem(p.product_id, 1, v, replace(payload_of(p), cluster=int(c)))
-            for p, v, c in zip(products, vectors, clusters, strict=True)
-        ]
-    )
+    index.apply(indexed_items(model, products))
 
 
 @pytest.fixture(scope="module")
@@ -429,7 +421,9 @@ def test_the_server_adapter_answers_like_the_edge_shard(world: World, client: Re
 
 def test_a_late_batch_stops_at_the_deadline(world: World) -> None:
     history = list(world.products)[:100]
-    heavy = Inspire(history=history, limit=500, max_anchors=20, nearest_clusters=16)
+    heavy = Inspire(
+        history=history, limit=500, max_anchors=4, nearest_clusters=16
+    )  # the most searches allowed
     client = RecommenderClient(world.target, timeout_s=0.05, retries=0)
     before = sum(
         world.metrics.requests.labels("Batch", "DEADLINE_EXCEEDED", v)._value.get()

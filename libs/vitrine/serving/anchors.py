@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +46,17 @@ def lookup(index: VectorIndex, product_id: str) -> IndexedItem:
     if item is None:
         raise NotFoundError(f"product {product_id!r} is not in the index (unknown or deleted)")
     return item
+
+
+def indexed_items(model: ServingModel, products: Sequence[Product], version: int = 1) -> list[IndexedItem]:
+    """What the encoder writes for these products (item vectors, each one's k-means cluster, the
+    filter payload), for code that fills an index directly: fixtures, benchmarks."""
+    vectors = model.encode_items(list(products))
+    clusters = model.assign_clusters(vectors)
+    return [
+        IndexedItem(p.product_id, version, v, replace(payload_of(p), cluster=int(c)))
+        for p, v, c in zip(products, vectors, clusters, strict=True)
+    ]
 
 
 def payload_of(product: Product) -> ItemPayload:
