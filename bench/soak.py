@@ -54,16 +54,19 @@ def run_soak(
             for p in products:
                 publisher.upsert(p)
         ids = [p.product_id for p in products if p.availability.purchasable]
+        # the load starts once every product is searchable (partitions are indexed in parallel, so
+        # the last one published being there says nothing about the others)
         with RecommenderClient(recommender.grpc_target) as probe:
             deadline = time.monotonic() + 120
-            while True:
-                try:
-                    probe.similar(ids[-1], limit=1)
-                    break
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            for product_id in ids:
+                while True:
+                    try:
+                        probe.similar(product_id, limit=1)
+                        break
+                    except grpc.RpcError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
 
         def updates() -> None:
             publisher = CatalogPublisher.connect(stack.kafka, stack.topics.products)
