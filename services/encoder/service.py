@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from vitrine.errors import ConfigError
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
@@ -18,6 +22,7 @@ from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
 from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
+from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
 from vitrine.stream.worker import BatchPolicy, CatchUp, EncoderWorker
 from vitrine_services.encoder.settings import EncoderSettings
 
@@ -55,7 +60,31 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         ensure_catalog_topics(kafka, topics, settings.topic_partitions)
 
     metrics = EncoderMetrics()
-    producer = make_producer(kafka, **FLUSHING_PRODUCER)
+    group_id = settings.resolved_group_id(version)
+    producer: KafkaProducer | TransactionalProducer
+    transactions: TransactionalProducer | None = None
+    if settings.sink == "kafka" and settings.exactly_once:
+        # vectors, dead letters and offsets of a batch in one transaction (fencing zombies, KIP-447);
+        # initialised now, before the restore below: this aborts whatever transaction this
+        # instance's previous incarnation left open, so the restore reads everything committed
+        transactions = make_transactional_producer(
+            kafka,
+            settings.resolved_transactional_id(version),
+            settings.transaction_timeout_ms,
+            **FLUSHING_PRODUCER,
+        )
+        try:
+            transactions.start()
+        except KafkaError as e:
+            raise ConfigError(
+                f"cannot start a Kafka transaction ({type(e).__name__}: {e}); brokers without "
+                "transactions (or without TransactionalId ACLs for this principal) need "
+                "VITRINE_ENCODER_EXACTLY_ONCE=false"
+            ) from e
+        producer = transactions
+        log.info("exactly-once: transactional.id %s", transactions.transactional_id)
+    else:
+        producer = make_producer(kafka, **FLUSHING_PRODUCER)
     sink: VectorSink
     point_alias: Callable[[], None] | None = None
     if settings.sink == "qdrant":
@@ -81,11 +110,15 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
     pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
-    group_id = settings.resolved_group_id(version)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(
-        consumer, topics.products, pipeline, BatchPolicy(settings.max_batch, settings.max_wait_ms), metrics
+        consumer,
+        topics.products,
+        pipeline,
+        BatchPolicy(settings.max_batch, settings.max_wait_ms),
+        metrics,
+        transactions=transactions,
     )
     if settings.backfill:
         worker.on_batch = _progress_logger(worker)

@@ -45,6 +45,35 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         description="kafka: the vectors topic (embedded mode); qdrant: a Qdrant server "
         "(VITRINE_ENCODER_SINK)",
     )
+    exactly_once: bool = Field(
+        True,
+        description="kafka sink: write each batch's vectors, dead letters and consumed offsets in one "
+        "Kafka transaction, fenced by group generation (KIP-447), so an encoder paused past its "
+        "session timeout cannot leave stale vectors behind; readers of the vectors topic must use "
+        "isolation_level=read_committed. false: plain writes and commits, for brokers without "
+        "transactions (VITRINE_ENCODER_EXACTLY_ONCE)",
+    )
+    instance_id: str = Field(
+        "",
+        description="this encoder's identity among the group's encoders on one host, part of its "
+        "transactional.id; default: the lowest number free on this host (a lock file in the temp "
+        "directory, held while the process lives), so one encoder per host or container is 0 and a "
+        "restarted process gets its predecessor's number back (VITRINE_ENCODER_INSTANCE_ID)",
+    )
+    transactional_id: str = Field(
+        "",
+        description="exactly-once mode: the producer's transactional.id, unique among live encoders "
+        "and stable across restarts of one; default <group id>-<host name>-<instance id> "
+        "(VITRINE_ENCODER_TRANSACTIONAL_ID)",
+    )
+    transaction_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=900_000,
+        description="exactly-once mode: the broker aborts a transaction left open this long (a killed "
+        "encoder's), which until then holds back read_committed readers of its partitions; must not "
+        "exceed the broker's transaction.max.timeout.ms (VITRINE_ENCODER_TRANSACTION_TIMEOUT_MS)",
+    )
     qdrant_url: str = Field("http://127.0.0.1:6333", description="server mode (VITRINE_ENCODER_QDRANT_URL)")
     qdrant_collection: str = Field(
         "", description="server mode; default vitrine-<model version> (VITRINE_ENCODER_QDRANT_COLLECTION)"
@@ -71,6 +100,16 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
 
     def resolved_group_id(self, model_version: str) -> str:
         return self.group_id or (f"vitrine-encoder-{model_version}" if self.backfill else "vitrine-encoder")
+
+    def resolved_transactional_id(self, model_version: str) -> str:
+        """`transactional_id`, else <group id>-<host name>-<instance id> (claims a host slot when
+        `instance_id` is empty: call once per process)."""
+        from vitrine.stream.transactions import default_transactional_id, host_instance_slot
+
+        if self.transactional_id:
+            return self.transactional_id
+        group_id = self.resolved_group_id(model_version)
+        return default_transactional_id(group_id, self.instance_id or host_instance_slot(group_id))
 
     def resolved_vectors_topic(self, model_version: str) -> str:
         return self.vectors_topic or (

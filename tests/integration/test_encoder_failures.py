@@ -43,7 +43,7 @@ def caught_up(stack: LocalStack, group_id: str) -> bool:
 
 def vectors_state(stack: LocalStack, topic: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """(max version per product, last version per product, records per product) in a vectors topic."""
-    consumer = make_consumer(stack.kafka, topic, consumer_timeout_ms=3000)
+    consumer = make_consumer(stack.kafka, topic, consumer_timeout_ms=3000, isolation_level="read_committed")
     highest: dict[str, int] = {}
     last: dict[str, int] = {}
     written: dict[str, int] = {}
@@ -59,7 +59,7 @@ def vectors_state(stack: LocalStack, topic: str) -> tuple[dict[str, int], dict[s
 
 
 def written_pairs(stack: LocalStack, topic: str) -> list[tuple[str, int]]:
-    consumer = make_consumer(stack.kafka, topic, consumer_timeout_ms=3000)
+    consumer = make_consumer(stack.kafka, topic, consumer_timeout_ms=3000, isolation_level="read_committed")
     pairs = [(c.product_id, c.version) for c in (decode_vector_change(r.value) for r in consumer)]
     consumer.close()
     return pairs

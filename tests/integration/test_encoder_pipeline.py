@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.index.port import Tombstone
@@ -24,6 +25,7 @@ from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, group_progress, make_consumer, make_producer
 from vitrine.stream.records import decode_vector_change
 from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
+from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
 from vitrine.stream.worker import BatchPolicy, EncoderWorker
 
 pytestmark = pytest.mark.integration
@@ -82,7 +84,7 @@ def qdrant_state(index: QdrantServerIndex) -> dict[str, int]:
     }
 
 
-@pytest.fixture(params=["kafka", "qdrant"])
+@pytest.fixture(params=["kafka-transactions", "kafka", "qdrant"])
 def running_encoder(
     request: pytest.FixtureRequest,
     kafka_settings: KafkaSettings,
@@ -90,13 +92,21 @@ def running_encoder(
     model_dir: Path,
     unique_name,
 ) -> Iterator[RunningEncoder]:
-    """The same pipeline and worker with either sink: the vectors topic (embedded mode) or a Qdrant
-    collection through the server adapter (qdrant-client's in-process engine)."""
+    """The same pipeline and worker with either sink: the vectors topic (embedded mode; by default
+    each batch a transaction with its dead letters and offsets, or plain writes and commits) or a
+    Qdrant collection through the server adapter (qdrant-client's in-process engine)."""
     model = load_serving_model(model_dir)
-    producer = make_producer(kafka_settings)
     metrics = EncoderMetrics()
+    producer: KafkaProducer | TransactionalProducer
+    transactions = None
+    if request.param == "kafka-transactions":
+        transactions = make_transactional_producer(kafka_settings, unique_name("encoder-txn"))
+        transactions.start()  # as the service does: init_transactions() before consuming
+        producer = transactions
+    else:
+        producer = make_producer(kafka_settings)
     sink: VectorSink
-    if request.param == "kafka":
+    if request.param.startswith("kafka"):
         sink = KafkaVectorSink(producer, catalog_topics.vectors)
         indexed = lambda: kafka_state(kafka_settings, catalog_topics.vectors)  # noqa: E731
     else:
@@ -106,7 +116,9 @@ def running_encoder(
     pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, catalog_topics.dead_letters), metrics)
     group_id = unique_name("encoder")
     consumer = make_consumer(kafka_settings, group_id=group_id)
-    worker = EncoderWorker(consumer, catalog_topics.products, pipeline, BatchPolicy(128, 20), metrics)
+    worker = EncoderWorker(
+        consumer, catalog_topics.products, pipeline, BatchPolicy(128, 20), metrics, transactions=transactions
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     yield RunningEncoder(group_id, metrics, indexed)
@@ -163,13 +175,14 @@ def test_duplicates_and_stale_events_are_dropped_before_encoding(
         ProductEvent.delete("b", 2, t),
         ProductEvent.upsert(Product("b", "Beta again"), 1, t),  # older than the delete: dropped
     ]
-    for e in events:
-        producer.send(catalog_topics.products, key=e.product_id.encode(), value=e.to_bytes())
-        producer.flush()  # one by one, so they land in separate batches as in real life
-        time.sleep(0.1)
     deadline = time.monotonic() + 60
-    while metrics.consumed._value.get() < len(events) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    for n, e in enumerate(events, 1):
+        producer.send(catalog_topics.products, key=e.product_id.encode(), value=e.to_bytes())
+        producer.flush()
+        # one by one, so they land in separate batches as in real life (each waits for the previous
+        # batch to be done: its transaction's first round trips take longer than a plain write)
+        while metrics.consumed._value.get() < n and time.monotonic() < deadline:
+            time.sleep(0.02)
     assert running_encoder.indexed() == {"a": 2, "b": -2}
     assert metrics.stale._value.get() == 3
     assert metrics.written.labels("upsert")._value.get() == 2  # a@2, b@1: the stale ones were never written

@@ -139,7 +139,9 @@ def encoder_caught_up(stack: LocalStack, group_id: str = "vitrine-encoder") -> b
 
 
 def vector_versions(stack: LocalStack, product_id: str) -> list[int]:
-    consumer = make_consumer(stack.kafka, stack.topics.vectors, consumer_timeout_ms=3000)
+    consumer = make_consumer(
+        stack.kafka, stack.topics.vectors, consumer_timeout_ms=3000, isolation_level="read_committed"
+    )
     versions = [decode_vector_change(r.value).version for r in consumer if r.key == product_id.encode()]
     consumer.close()
     return versions

@@ -24,6 +24,17 @@ def register(subparsers: Any) -> None:
         "--qdrant-alias", default=None, help="point this alias at the collection once caught up"
     )
     parser.add_argument(
+        "--exactly-once",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="kafka sink: batches as Kafka transactions, fencing paused zombies (default on)",
+    )
+    parser.add_argument(
+        "--instance-id", default=None, help="part of the transactional.id (default: a free slot on this host)"
+    )
+    parser.add_argument("--transactional-id", default=None, help="the producer's transactional.id")
+    parser.add_argument("--transaction-timeout-ms", type=int, default=None)
+    parser.add_argument(
         "--backfill",
         action="store_const",
         const=True,
@@ -62,5 +73,9 @@ def _run(args: argparse.Namespace) -> int:
         qdrant_alias=args.qdrant_alias,
         backfill=args.backfill,
         exit_when_caught_up=args.exit_when_caught_up,
+        exactly_once=args.exactly_once,
+        instance_id=args.instance_id,
+        transactional_id=args.transactional_id,
+        transaction_timeout_ms=args.transaction_timeout_ms,
     )
     return run_encoder(settings)

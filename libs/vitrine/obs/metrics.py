@@ -63,6 +63,14 @@ class EncoderMetrics:
             "Batch writes or commits retried because the broker or the index was unavailable",
             registry=r,
         )
+        self.transactions_aborted = Counter(
+            "vitrine_encoder_transactions_aborted_total",
+            "Batch transactions aborted (exactly-once mode), by reason: group_moved_on (this process "
+            "was fenced as a zombie; the partitions' new owner replays the batch), error (retried) and "
+            "producer_fenced (the producer was recreated; retried)",
+            ["reason"],
+            registry=r,
+        )
         self.catch_up = Gauge(
             "vitrine_encoder_catch_up_ratio",
             "Share of the records up to the log end at assignment that are done (a backfill's progress)",

@@ -8,6 +8,7 @@ from typing import Protocol
 from kafka import KafkaProducer
 
 from vitrine.stream.records import SourceRecord
+from vitrine.stream.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,22 @@ class DeadLetterSink(Protocol):
 
 
 class KafkaDeadLetters:
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    """With a `TransactionalProducer` (the encoder's exactly-once mode, same producer as the vector
+    sink) a batch's dead letters are part of the batch's transaction: they become visible to
+    `read_committed` readers with the batch's vectors and offsets, or not at all."""
+
+    def __init__(self, producer: KafkaProducer | TransactionalProducer, topic: str) -> None:
         self._producer = producer
         self.topic = topic
         self._pending: list = []
+        if isinstance(producer, TransactionalProducer):
+            producer.register(self)
+
+    def transaction_committed(self) -> None:
+        self._pending.clear()
+
+    def transaction_aborted(self) -> None:
+        self._pending.clear()  # void: the batch is retried or replayed, and dead-lettered again
 
     def send(self, record: SourceRecord, reason: str, detail: str) -> None:
         headers = [

@@ -83,7 +83,9 @@ class EncoderPipeline:
         self.limits = limits or ValidationLimits()
         self.stall_refresh_s = stall_refresh_s
 
-    def process(self, records: Sequence[SourceRecord]) -> BatchOutcome:
+    def process(self, records: Sequence[SourceRecord], record_metrics: bool = True) -> BatchOutcome:
+        """`record_metrics=False` leaves the counters to the caller (`record_metrics(outcome)`): in a
+        transaction, a batch counts only once it is committed (an aborted one is retried)."""
         batch_started = time.perf_counter()
         out = BatchOutcome(consumed=len(records))
         newest: dict[str, tuple[ProductEvent, SourceRecord]] = {}
@@ -119,7 +121,8 @@ class EncoderPipeline:
             for change in changes:
                 self.metrics.freshness.observe(max(0.0, (now - change.event_time).total_seconds()))
         self.dead_letters.flush()
-        self._record(out)
+        if record_metrics:
+            self.record_metrics(out)
         return out
 
     def _encode(
@@ -173,7 +176,7 @@ class EncoderPipeline:
         self.dead_letters.send(record, reason, detail)
         out.dead_lettered[reason] += 1
 
-    def _record(self, out: BatchOutcome) -> None:
+    def record_metrics(self, out: BatchOutcome) -> None:
         m = self.metrics
         m.consumed.inc(out.consumed)
         m.encoded.inc(out.encoded)

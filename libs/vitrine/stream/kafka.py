@@ -53,6 +53,12 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "max_poll_records": 500,
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
+    # The encoder writes the vectors topic (and its dead letters) in transactions: a reader must see
+    # committed records only, or it would see the batches of fenced zombies and of retries that were
+    # aborted. For the encoder's group consumer it also makes the offset fetch after a rebalance wait
+    # for offsets still pending in a transaction (KIP-447). Topics written without transactions read
+    # the same either way.
+    "isolation_level": "read_committed",
 }
 
 
@@ -64,6 +70,16 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
 def make_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
     config = {**CONSUMER_DEFAULTS, "client_id": settings.client_id, **overrides, **settings.connection()}
     return KafkaConsumer(*topics, **config)
+
+
+def require_read_committed(consumer: KafkaConsumer, what: str) -> None:
+    """Readers of the vectors topic must skip aborted transactions (zombie and retried batches)."""
+    config = getattr(consumer, "config", None)
+    if isinstance(config, dict) and config.get("isolation_level", "read_uncommitted") != "read_committed":
+        raise ValueError(
+            f"{what} reads {config.get('isolation_level', 'read_uncommitted')} records; the vectors "
+            "topic is written in transactions and must be read with isolation_level='read_committed'"
+        )
 
 
 def make_admin(settings: KafkaSettings, **overrides: Any) -> KafkaAdminClient:

@@ -13,7 +13,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
 from vitrine.index.port import IndexedItem, Tombstone, VectorIndex, WriteResult
+from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import VectorChange, decode_vector_change, encode_vector_change
+from vitrine.stream.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +66,45 @@ class KafkaVectorSink:
     itself at start (like a Kafka Streams state store from its changelog) and brought up to date with
     what other encoders of the group wrote whenever partitions move to this one (`on_assigned`): its
     consumer then reads only the records appended since its last read.
+
+    With a `TransactionalProducer` (exactly-once mode) the records of a batch become visible only
+    when the worker commits the batch's transaction; versions written are therefore staged and enter
+    the map only when the transaction commits, and are forgotten when it aborts (the batch is then
+    retried, or replayed by the partition's new owner). The restore consumer must read committed
+    records only (`isolation_level="read_committed"`, the default of `make_consumer`), so aborted
+    records never count as written.
     """
 
-    def __init__(self, producer: KafkaProducer, topic: str, consumer: KafkaConsumer | None = None) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer | TransactionalProducer,
+        topic: str,
+        consumer: KafkaConsumer | None = None,
+    ) -> None:
         self._producer = producer
         self.topic = topic
         self._versions: dict[str, int] = {}
+        self._staged: dict[str, int] = {}  # written in the open transaction, not committed yet
+        self.transactional = isinstance(producer, TransactionalProducer)
+        if isinstance(producer, TransactionalProducer):
+            producer.register(self)
+        if consumer is not None:
+            require_read_committed(consumer, "the vector sink's restore consumer")
         self._consumer = consumer  # assign mode, no group: reads the vectors topic for restores
+
+    def transaction_committed(self) -> None:
+        for product_id, version in self._staged.items():
+            if version > self._versions.get(product_id, 0):
+                self._versions[product_id] = version
+        self._staged.clear()
+
+    def transaction_aborted(self) -> None:
+        self._staged.clear()
 
     def restore(self, consumer: KafkaConsumer | None = None, timeout_s: float = 120.0) -> int:
         """Read the vectors topic from the beginning to its current end; returns records read."""
         if consumer is not None:
+            require_read_committed(consumer, "the vector sink's restore consumer")
             self._consumer = consumer
         if self._consumer is None:
             raise ValueError("restore needs a consumer (pass one here or to the constructor)")
@@ -136,8 +166,9 @@ class KafkaVectorSink:
         self._producer.flush()
         for future in futures:
             future.get(timeout=30)
+        written = self._staged if self.transactional else self._versions
         for change in accepted:
-            self._versions[change.product_id] = change.version
+            written[change.product_id] = change.version
             if isinstance(change.change, Tombstone):
                 result.deleted += 1
             else:
@@ -146,7 +177,5 @@ class KafkaVectorSink:
 
     def close(self) -> None:
         self._producer.flush()
-        if self._consumer is not None:
-            self._consumer.close()
         if self._consumer is not None:
             self._consumer.close()

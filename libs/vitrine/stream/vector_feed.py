@@ -4,6 +4,11 @@ Every recommender replica reads all partitions (no consumer group: each replica 
 from the beginning at start (Kafka is the source of truth, the shard is a cache), then follows the
 log. `caught_up` is set once the replica has applied everything that existed when it started, which
 is when it should report SERVING.
+
+The encoder writes the topic in transactions, so the feed reads committed records only
+(`isolation_level="read_committed"`, the default of `make_consumer`; a consumer reading uncommitted
+records is refused): the batch of a fenced zombie encoder or of an aborted retry is never applied,
+and the catch-up target is the last stable offset, not the high watermark.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from kafka.structs import TopicPartition
 
 from vitrine.index.port import IndexedItem, Tombstone, VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import decode_vector_change
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class VectorFeed:
         poll_timeout_ms: int = 100,
         optimize_interval_s: float = 30.0,
     ) -> None:
+        require_read_committed(consumer, "the vector feed's consumer")
         self.consumer = consumer
         self.topic = topic
         self.index = index

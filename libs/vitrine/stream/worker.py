@@ -7,6 +7,13 @@ owner starts exactly after what this worker finished. (kafka-python 3 runs rebal
 its IO thread, where a blocking commit is not allowed: one more reason to commit in the loop.) A
 crash between write and commit replays the batch; the version guard makes the replay harmless
 (at-least-once delivery, exactly-once state).
+
+With a `TransactionalProducer` (exactly-once mode, the default for the vectors topic) each batch is
+one Kafka transaction: its vectors and dead letters are written, its offsets are added with the
+consumer's group metadata (`send_offsets_to_transaction`, fenced by generation as in KIP-447) and the
+transaction commits, all or nothing. A process paused past its session timeout (a zombie) finds its
+offsets refused when it resumes; it aborts, so its possibly stale records are never visible to
+`read_committed` readers, and the partitions' new owner replays the batch.
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
 
 from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
+from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +108,11 @@ class EncoderWorker:
         metrics: EncoderMetrics | None = None,
         on_batch: Callable[[BatchOutcome], None] | None = None,
         on_caught_up: Callable[[CatchUp], None] | None = None,
+        transactions: TransactionalProducer | None = None,
     ) -> None:
         self.consumer = consumer
+        # the producer of the sink and the dead letters, when they write in transactions
+        self.transactions = transactions
         self.topic = topic
         self.pipeline = pipeline
         self.policy = policy or BatchPolicy()
@@ -112,6 +123,7 @@ class EncoderWorker:
         self.catch_up: CatchUp | None = None
         self.assignment_changed = threading.Event()
         self._caught_up_reported = False
+        self._batch_group: ConsumerGroupMetadata | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, commit and leave the group."""
@@ -133,10 +145,14 @@ class EncoderWorker:
                     self.assignment_changed.clear()
                     self.pipeline.sink.on_assigned()
                 if batch:
-                    outcome = self._process_until_done(batch)
+                    if self.transactions is not None:
+                        outcome = self._process_in_transaction(batch, self.transactions)
+                    else:
+                        outcome = self._process_until_done(batch)
+                        if outcome is not None:
+                            self._commit(batch)
                     if outcome is None:
                         break  # stopped while the sink was down: not committed, so replayed later
-                    self._commit(batch)
                     if self.on_batch is not None:
                         self.on_batch(outcome)
                 self._update_lag()  # every loop, so a stalled stream shows its lag growing
@@ -145,6 +161,8 @@ class EncoderWorker:
             # close() leaves the group at once, so the partitions move without a session timeout.
             self.consumer.close(autocommit=False)
             self.pipeline.sink.close()
+            if self.transactions is not None:
+                self.transactions.close()  # aborts a transaction left open by a stop mid-retry
             log.info("encoder stopped")
 
     def _process_until_done(self, batch: list[SourceRecord]) -> BatchOutcome | None:
@@ -163,6 +181,109 @@ class EncoderWorker:
                 if self.stop_event.wait(delay):
                     return None
                 delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
+
+    def _process_in_transaction(
+        self, batch: list[SourceRecord], txn: TransactionalProducer
+    ) -> BatchOutcome | None:
+        """Write the batch and commit its offsets in one transaction, retrying with capped backoff
+        while Kafka or the index is unavailable (an aborted transaction left nothing visible, so a
+        retry is safe). If the group moved on (this process was paused past its session timeout, or
+        a rebalance bumped the generation meanwhile) the broker refuses the offsets: the transaction
+        is aborted and the batch left to the partitions' owner. None if stopped meanwhile."""
+        group = self._batch_group
+        if group is None or group.generation_id < 0:
+            # No generation to prove membership with: the coordinator would accept the offsets of a
+            # transaction without one (older clients send none), so never commit such a batch.
+            self._rewind(batch)
+            self._rejoin()
+            log.warning("batch of %d fetched outside a group generation: left to replay", len(batch))
+            return BatchOutcome()
+        delay = self.policy.retry_backoff_ms / 1000
+        while True:
+            try:
+                txn.begin()
+                outcome = self.pipeline.process(batch, record_metrics=False)
+                # offsets under the generation the batch was fetched in: if the group has moved on
+                # since (this process paused past its session timeout, a rebalance), the coordinator
+                # refuses them and the transaction must abort (KIP-447)
+                txn.commit(self._offsets(batch), group)
+                self.pipeline.record_metrics(outcome)
+                return outcome
+            except GROUP_MOVED_ON as e:
+                self._abort(txn, "group_moved_on")
+                self._rewind(batch)
+                self._rejoin()
+                log.warning(
+                    "batch of %d aborted: the group moved on (%s: %s); its partitions' owner replays it",
+                    len(batch),
+                    type(e).__name__,
+                    e,
+                )
+                return BatchOutcome()
+            except TRANSIENT as e:
+                fatal = txn.is_fatal(e)
+                self._abort(txn, "producer_fenced" if fatal else "error", recreate=fatal)
+                self.metrics.retries.inc()
+                log.warning(
+                    "batch of %d aborted (%s: %s)%s; retrying in %.1fs",
+                    len(batch),
+                    type(e).__name__,
+                    e,
+                    ", producer recreated" if fatal else "",
+                    delay,
+                )
+                if self.stop_event.wait(delay):
+                    return None
+                delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
+
+    def _abort(self, txn: TransactionalProducer, reason: str, recreate: bool = False) -> None:
+        """Abort (or recreate a producer beyond use); a failure here is left to the next begin()."""
+        self.metrics.transactions_aborted.labels(reason).inc()
+        try:
+            if recreate:
+                txn.recreate()
+            else:
+                txn.abort()
+        except TRANSIENT as e:
+            log.warning("aborting the transaction failed (%s: %s)", type(e).__name__, e)
+
+    def _rewind(self, batch: list[SourceRecord]) -> None:
+        """Point the consumer back at the start of an aborted batch. If the rejoin gives this process
+        the same partitions again, kafka-python keeps their positions (past the batch): without the
+        rewind the aborted batch would be skipped. Partitions it loses are replayed by their owner."""
+        assigned = self.consumer.assignment()
+        for tp, first in self._first_offsets(batch).items():
+            if tp in assigned:
+                with contextlib.suppress(Exception):  # revoked meanwhile: the new owner replays it
+                    self.consumer.seek(tp, first)
+
+    def _rejoin(self) -> None:
+        """The coordinator refused this member's generation: rejoin the group at the next poll()
+        (which joins before it fetches), as kafka-python does itself when a plain offset commit is
+        refused. Otherwise the consumer would go on fetching under the stale generation until its
+        heartbeat notices, up to heartbeat.interval.ms later, and each of those batches would be
+        encoded, written and aborted in vain."""
+        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
+        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
+            coordinator.request_rejoin()
+
+    @staticmethod
+    def _first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
+        first: dict[TopicPartition, int] = {}
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in first or r.offset < first[tp]:
+                first[tp] = r.offset
+        return first
+
+    @staticmethod
+    def _offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset <= r.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        return offsets
 
     def _next_batch(self) -> list[SourceRecord]:
         policy = self.policy
@@ -185,16 +306,15 @@ class EncoderWorker:
                 )
             if batch and deadline is None:
                 deadline = time.monotonic() + policy.max_wait_ms / 1000
+                # the membership these records were fetched under: the batch's transaction commits
+                # its offsets under it, so a rebalance or an eviction since then fences the batch
+                self._batch_group = self.consumer.group_metadata()
             if not batch:
                 break  # nothing arrived within poll_timeout: give the stop flag a look
         return batch
 
     def _commit(self, batch: list[SourceRecord]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        offsets = self._offsets(batch)
         delay = self.policy.retry_backoff_ms / 1000
         while True:
             try:
