@@ -116,7 +116,9 @@ class LocalKafkaBroker:
     def format_storage(self, properties: Path) -> None:
         if (self.config.data_dir / "kraft-logs" / "meta.properties").exists():
             return  # already formatted: keep the data (restart keeps topics and offsets)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid(): "-..." reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties))
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:

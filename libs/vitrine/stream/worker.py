@@ -136,6 +136,7 @@ class EncoderWorker:
             while not self.stop_event.is_set():
                 started = time.monotonic()
                 batch = self._next_batch()
+                self._resume_interrupted_rebalance()
                 # A process paused (GC, SIGSTOP, a starved VM) past the session timeout may have lost
                 # its partitions without knowing yet, and poll() can still hand it records fetched
                 # before: catch up with what the new owner wrote, so those are recognised as stale
@@ -164,6 +165,21 @@ class EncoderWorker:
             if self.transactions is not None:
                 self.transactions.close()  # aborts a transaction left open by a stop mid-retry
             log.info("encoder stopped")
+
+    def _resume_interrupted_rebalance(self) -> None:
+        """Work around a kafka-python 3.0.12 bug that leaves a consumer with no partitions.
+
+        When a rebalance is triggered by a metadata change (typically right after start: the first
+        assignment was made before the topic's partitions were known), the leader's assignment makes
+        `need_rejoin()` false again while its SyncGroup is still in flight. If the poll() that drives
+        the rebalance times out at that moment, the next poll() sees no need to rejoin and never
+        completes the pending join: the assignment stays empty, nothing is consumed, until some
+        other rebalance happens (seen under CPU load: 5 minutes without a record). Asking for a
+        rejoin makes the next poll() finish it (or join again)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
+        if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
+            log.info("resuming a rebalance that a poll() timeout interrupted")
+            coordinator.request_rejoin()  # type: ignore[union-attr]
 
     def _process_until_done(self, batch: list[SourceRecord]) -> BatchOutcome | None:
         """Process a batch, retrying with capped exponential backoff while the broker or the index is
