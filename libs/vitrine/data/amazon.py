@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vitrine.catalog.schema import Product
-from vitrine.data.datasets import Dataset, LoadReport
+from vitrine.data.datasets import Dataset, LoadReport, catalogue_links
 from vitrine.errors import DataError
 
 _TAG = re.compile(r"<[^>]*>?")
@@ -165,20 +165,10 @@ def load_amazon(path: Path) -> Dataset:
     if not products:
         raise DataError(f"{path}: no usable products ({report.summary()})")
 
-    def links(source: dict[str, list[str]], what: str) -> tuple[tuple[str, str], ...]:
-        out: list[tuple[str, str]] = []
-        for a, targets in source.items():
-            for b in dict.fromkeys(targets):
-                if b in products and b != a:
-                    out.append((a, b))
-                else:
-                    report.skip(f"{what}_link_outside_catalogue")
-        return tuple(out)
-
     return Dataset(
         name=f"amazon:{path.name}",
         products=tuple(products.values()),
-        also_view=links(views, "also_view"),
-        also_buy=links(buys, "also_buy"),
+        also_view=catalogue_links(views, products, "also_view", report),
+        also_buy=catalogue_links(buys, products, "also_buy", report),
         reports=(report,),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,21 @@ class LoadReport:
             "skipped": dict(sorted(self.skipped.items())),
             "fixed": dict(sorted(self.fixed.items())),
         }
+
+
+def catalogue_links(
+    source: Mapping[str, Sequence[str]], products: Container[str], what: str, report: LoadReport
+) -> tuple[tuple[str, str], ...]:
+    """Directed (a, b) links between catalogue products, each once; a link to a product outside the
+    catalogue (or to itself) is counted as `<what>_link_outside_catalogue`."""
+    out: list[tuple[str, str]] = []
+    for a, targets in source.items():
+        for b in dict.fromkeys(targets):
+            if b in products and b != a:
+                out.append((a, b))
+            else:
+                report.skip(f"{what}_link_outside_catalogue")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

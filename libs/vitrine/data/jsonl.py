@@ -25,7 +25,7 @@ from typing import Any
 
 from vitrine.catalog.schema import Availability, Product
 from vitrine.catalog.validation import ValidationLimits, validate_product
-from vitrine.data.datasets import Dataset, LoadReport
+from vitrine.data.datasets import Dataset, LoadReport, catalogue_links
 from vitrine.errors import DataError, InvalidEventError
 
 STRING_FIELDS = ("description", "brand", "seller", "currency")
@@ -132,22 +132,12 @@ def load_jsonl(path: Path, limits: ValidationLimits | None = None) -> Dataset:
     if not products:
         raise DataError(f"{path}: no valid products ({report.summary()})")
 
-    def directed(key: str) -> tuple[tuple[str, str], ...]:
-        out = []
-        for a, targets in links[key].items():
-            for b in dict.fromkeys(targets):
-                if b in products and b != a:
-                    out.append((a, b))
-                else:
-                    report.skip(f"{key}_link_outside_catalogue")
-        return tuple(out)
-
     return Dataset(
         name=f"jsonl:{path.name}",
         products=tuple(products.values()),
         sessions=tuple(tuple(ids) for _, ids in sorted(groups["sessions"].items())),
         bundles=tuple(tuple(ids) for _, ids in sorted(groups["bundles"].items())),
-        also_view=directed("also_view"),
-        also_buy=directed("also_buy"),
+        also_view=catalogue_links(links["also_view"], products, "also_view", report),
+        also_buy=catalogue_links(links["also_buy"], products, "also_buy", report),
         reports=(report,),
     )
