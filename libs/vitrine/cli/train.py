@@ -44,7 +44,14 @@ def register(subparsers: Any) -> None:
         "--aux-weight",
         type=float,
         default=DEFAULTS.aux_weight,
-        help="complementary reconstruction loss weight",
+        help="complementary: target-category reconstruction loss weight (default: off)",
+    )
+    parser.add_argument(
+        "--conditional-weight",
+        type=float,
+        default=DEFAULTS.conditional_weight,
+        help="complementary: loss weight of the query given the true target category, next to the "
+        "any-category query that serves (default: %(default)s)",
     )
     parser.add_argument(
         "--patience", type=int, default=DEFAULTS.patience, help="early stopping patience in epochs"
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 uniform_negatives=args.negatives,
                 logq_correction=not args.no_logq,
                 aux_weight=args.aux_weight,
+                conditional_weight=args.conditional_weight,
                 patience=args.patience,
                 seed=args.seed,
                 kmeans_k=args.kmeans_k,

@@ -169,7 +169,10 @@ class ComplementaryQueryTower(nn.Module):
         )
 
     def forward(self, inputs: dict[str, Tensor], target_category_id: Tensor) -> Tensor:
-        h = self.encoder.hidden(inputs)
+        """Target id 0 (the padding row: a zero embedding) asks for complements of any category."""
+        return self.from_hidden(self.encoder.hidden(inputs), inputs, target_category_id)
+
+    def from_hidden(self, h: Tensor, inputs: dict[str, Tensor], target_category_id: Tensor) -> Tensor:
         target = self.encoder.category(target_category_id)
         seller = self.encoder.seller(inputs["seller_id"])
         return F.normalize(h + self.project(torch.cat([h, target, seller], dim=-1)), dim=-1)

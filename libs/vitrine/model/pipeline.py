@@ -111,6 +111,8 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         metrics = {
             "best_epoch": result.best_epoch,
             f"val_recall@{cfg.eval_k}": result.best_val_recall,
+            # what the best epoch scored: served (selection) and, for complementary, the oracle
+            "best": result.best_record,
             "stopped_early": result.stopped_early,
             "history": result.history,
         }
