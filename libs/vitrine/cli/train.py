@@ -10,7 +10,7 @@ from typing import Any
 from vitrine.model.config import EncoderConfig, TrainConfig  # plain dataclasses: no torch
 
 TASKS = ("similar", "complementary")
-TEXT_BRANCHES = ("hashed", "sentence")
+TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
 DEFAULTS = TrainConfig()
 
 
@@ -80,7 +80,19 @@ def register(subparsers: Any) -> None:
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="sentence text branches: cache of the catalogue's sentence vectors (default: the eval cache)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _default_cache() -> Path:
+    from vitrine.cli.eval_recommend import DEFAULT_CACHE
+
+    return DEFAULT_CACHE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,12 +105,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         features = FeatureConfig(text_branch=args.text_branch)
-        if args.text_branch == "sentence":
+        if args.text_branch != "hashed":
             from vitrine.model.text_branch import encoder_dimension, load_text_encoder
 
             dim = encoder_dimension(load_text_encoder(args.sentence_encoder))
             features = FeatureConfig(
-                text_branch="sentence", sentence_encoder=args.sentence_encoder, sentence_dim=dim
+                text_branch=args.text_branch,
+                sentence_encoder=args.sentence_encoder,
+                sentence_dim=dim,
+                # the concatenated branch reads title, category path and description
+                sentence_context=args.text_branch == "hashed+sentence",
             )
         setup = TrainingSetup(
             specs=tuple(parse_specs(args.dataset)),
@@ -129,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             category_map=CategoryMapConfig(min_support=args.min_support),
             untrained=args.untrained,
             progress=not args.no_progress,
+            cache_dir=args.cache_dir or _default_cache(),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -15,7 +15,6 @@ category, so ranking the query's own leaf would only handicap a baseline.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,26 +161,11 @@ def two_hop_tfidf_scores(
     return score
 
 
-def _cache_path(cache_dir: Path | None, encoder: str, texts: Sequence[str]) -> Path | None:
-    if cache_dir is None:
-        return None
-    digest = hashlib.sha256("\n".join([encoder, *texts]).encode("utf-8")).hexdigest()[:16]
-    return cache_dir / f"{encoder.replace('/', '_')}-{digest}.npy"
-
-
 def sentence_vectors_cached(encoder: str, texts: Sequence[str], cache_dir: Path | None) -> np.ndarray:
     """L2-normalised sentence vectors of `texts`, cached on disk by content hash (they take minutes on CPU)."""
-    path = _cache_path(cache_dir, encoder, texts)
-    if path is not None and path.is_file():
-        return np.load(path)
-    from vitrine.model.text_branch import encode_texts, load_text_encoder
+    from vitrine.model.text_branch import cached_sentence_vectors
 
-    log.info("encoding %d titles with %s", len(texts), encoder)
-    vectors = encode_texts(load_text_encoder(encoder), texts)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
-    return vectors
+    return cached_sentence_vectors(encoder, texts, cache_dir)
 
 
 def minilm_scores(products: Sequence[Product], cache_dir: Path | None) -> ScoreFn:

@@ -43,15 +43,18 @@ class TrainingSetup:
     category_map: CategoryMapConfig = field(default_factory=CategoryMapConfig)
     untrained: bool = False
     progress: bool = True
+    cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
 
 
 def index_pairs(pairs: Sequence[tuple[str, str]], index: dict[str, int]) -> np.ndarray:
     return np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
 
 
-def prepare_features(products: Sequence[Product], config: FeatureConfig) -> FeatureStore:
+def prepare_features(
+    products: Sequence[Product], config: FeatureConfig, cache_dir: Path | None = None
+) -> FeatureStore:
     features = FeatureExtractor(config).extract(products)
-    text_vec = sentence_vectors(products, config) if config.text_branch == "sentence" else None
+    text_vec = sentence_vectors(products, config, cache_dir=cache_dir) if config.uses_sentence else None
     return FeatureStore(feature_tensors(features, text_vec))
 
 
@@ -89,7 +92,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         complementary_map = mine_complementary_map(by_split["train"], dataset.by_id(), setup.category_map)
         category_prior = mine_category_prior(by_split["train"], dataset.by_id()).to_dict()
 
-    store = prepare_features(products, setup.features)
+    store = prepare_features(products, setup.features, setup.cache_dir)
     rare_buckets = store.mask_rare_tokens(cfg.min_token_products)
     log.info("text buckets left out (in < %d products): %d", cfg.min_token_products, len(rare_buckets))
     encoder = ProductEncoder(setup.features, setup.encoder)

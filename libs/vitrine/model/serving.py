@@ -74,7 +74,7 @@ class ServingModel:
             np.load(centroids_path).astype(np.float32) if centroids_path.is_file() else None
         )
         self._text_encoder = text_encoder
-        if self.features.text_branch == "sentence" and self._text_encoder is None:
+        if self.features.uses_sentence and self._text_encoder is None:
             self._text_encoder = _load_text_embedder(
                 model_dir / files.get("text_encoder", TEXT_ENCODER_DIR), threads
             )
@@ -83,7 +83,7 @@ class ServingModel:
     def _feeds(self, products: Sequence[Product]) -> dict[str, np.ndarray]:
         features: Features = self.extractor.extract(products)
         feeds = features.to_feeds()
-        if self.features.text_branch == "sentence":
+        if self.features.uses_sentence:
             texts = [self.extractor.sentence_text(p) for p in products]
             # complementary queries repeat a product once per target category: encode each text once
             unique = list(dict.fromkeys(texts))
