@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vitrine.model.config import EncoderConfig, TrainConfig  # plain dataclasses: no torch
+from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
 
 TASKS = ("similar", "complementary")
 TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
         type=float,
         default=DEFAULTS.aux_weight,
         help="complementary: target-category reconstruction loss weight (default: off)",
+    )
+    parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=None,
+        help="complementary serving: weight of the title TF-IDF cosine next to the tower's logit "
+        "(stored in the model card; default 10, 0 = tower only)",
     )
     parser.add_argument(
         "--conditional-weight",
@@ -143,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
             ),
             category_map=CategoryMapConfig(min_support=args.min_support),
+            retrieval=RetrievalConfig()
+            if args.lexical_weight is None
+            else RetrievalConfig(lexical_weight=args.lexical_weight),
             untrained=args.untrained,
             progress=not args.no_progress,
             cache_dir=args.cache_dir or _default_cache(),

@@ -98,3 +98,27 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    """How a complementary model is served (`vitrine.serving.complementary`), stored in its card.
+
+    The any-category query's ANN candidates (`rerank_depth` of them) are re-scored by
+    q.v / T + `lexical_weight` x the title TF-IDF cosine of query and candidate (0 = tower only);
+    the weight was chosen on validation recall (docs/EVALUATION.md).
+    """
+
+    lexical_weight: float = 10.0
+    rerank_depth: int = 200
+
+    def __post_init__(self) -> None:
+        if self.lexical_weight < 0 or self.rerank_depth < 1:
+            raise ValueError("lexical_weight must be >= 0 and rerank_depth >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetrievalConfig:
+        return _from_dict(cls, data)

@@ -23,8 +23,9 @@ from vitrine.model.artifacts import save_centroids, save_weights
 from vitrine.model.card import CENTROIDS_FILE, WEIGHTS_FILE, ModelCard, make_model_version
 from vitrine.model.category_map import CategoryMapConfig, mine_category_prior, mine_complementary_map
 from vitrine.model.clusters import fit_centroids
-from vitrine.model.config import EncoderConfig, TrainConfig
+from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
+from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
@@ -41,6 +42,7 @@ class TrainingSetup:
     pairs: PairConfig = field(default_factory=PairConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     category_map: CategoryMapConfig = field(default_factory=CategoryMapConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     untrained: bool = False
     progress: bool = True
     cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
@@ -130,6 +132,9 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     files = {"weights": WEIGHTS_FILE}
     if centroids is not None:
         files["centroids"] = CENTROIDS_FILE
+    if cfg.task == "complementary":
+        TitleTfidf.fit(p.title for p in products).save(out_dir)
+        files["lexical"] = LEXICAL_FILE
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     card = ModelCard(
         model_version=make_model_version(cfg.task, weights),
@@ -142,6 +147,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         train=cfg.to_dict(),
         complementary_map=complementary_map,
         category_prior=category_prior,
+        retrieval=setup.retrieval.to_dict() if cfg.task == "complementary" else {},
         pairs=setup.pairs.to_dict(),
         split={
             **setup.split.to_dict(),

@@ -29,6 +29,8 @@ from vitrine.model.card import (
 )
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
+from vitrine.model.config import RetrievalConfig
+from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 
 OUTPUT_NAME = "vector"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -60,6 +62,10 @@ class ServingModel:
         self.category_prior = CategoryPrior.from_dict(card.category_prior) if card.category_prior else None
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
+        # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
+        self.retrieval = RetrievalConfig.from_dict(card.retrieval) if card.retrieval else RetrievalConfig(0.0)
+        lexical_path = model_dir / card.files.get("lexical", LEXICAL_FILE)
+        self.lexical: TitleTfidf | None = TitleTfidf.load(lexical_path) if lexical_path.is_file() else None
         self.features = FeatureConfig.from_dict(card.features)
         self.extractor = FeatureExtractor(self.features)
         files = {"item_tower": ITEM_TOWER_FILE, **card.export.get("files", {})}

@@ -9,8 +9,11 @@ Which categories, and in what order:
   tower was trained against items of every category (`vitrine.model.tasks.ComplementaryTask`), so its
   score carries *whether an item's category fits* as well as which item of it fits best: there is no
   category gate to miss the right category, and a product whose category never appeared in training
-  still gets complements. The ranked list is returned by score (`display="score"`) or, with
-  `display="interleave"`, regrouped round-robin over the categories in order of their best item.
+  still gets complements. Hybrid scoring: the tower's `rerank_depth` best candidates are re-scored
+  by q.v / T + `lexical_weight` x the title TF-IDF cosine of the product and the candidate (the model
+  directory carries the idf table; the weight is the model card's, chosen on validation). The ranked
+  list is returned by score (`display="score"`) or, with `display="interleave"`, regrouped
+  round-robin over the categories in order of their best item.
 - The caller names target categories: one conditional query per target (the tower given that
   category), each searching only that leaf category, interleaved in the caller's order.
 
@@ -95,15 +98,46 @@ def complements(
     deadline.check()
     own_leaf = (*base.exclude_leaf_categories, leaf) if leaf else base.exclude_leaf_categories
     f = replace(base, exclude_leaf_categories=own_leaf)
+    rescore = _hybrid_scorer(model, anchor.product)
+    depth = model.retrieval.rerank_depth if rescore is not None else 0
 
     def run(fetch: int) -> Candidates:
-        hits = search([SearchRequest(vector, fetch, f)])[0]
+        wanted = max(fetch, depth)
+        hits = search([SearchRequest(vector, wanted, f)])[0]
+        if rescore is not None:
+            hits = rescore(hits)
         recs = [_recommendation(h, anchor, h.payload.leaf_category) for h in hits]
         if display == "interleave":
             recs = _by_category_round_robin(recs)
-        return recs, len(hits) == fetch
+        return recs, len(hits) == wanted
 
     return collect(run, limit, limit, filters.caps, deadline)
+
+
+def _hybrid_scorer(
+    model: ServingModel, product: Product
+) -> Callable[[list[ScoredItem]], list[ScoredItem]] | None:
+    """Re-scoring of tower candidates by logit + lexical_weight x title TF-IDF cosine (None: off)."""
+    weight = model.retrieval.lexical_weight
+    lexical = model.lexical
+    if lexical is None or weight <= 0:
+        return None
+    query = lexical.vector(product.title)
+    temperature = model.temperature
+
+    def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
+        scored = [
+            ScoredItem(
+                h.product_id,
+                h.score / temperature + weight * lexical.cosine(query, lexical.vector(h.payload.title)),
+                h.payload,
+            )
+            for h in hits
+        ]
+        scored.sort(key=lambda h: -h.score)  # stable: ties keep the index's order
+        return scored
+
+    return rescore
 
 
 def _named_targets(
