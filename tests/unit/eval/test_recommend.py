@@ -14,6 +14,7 @@ from vitrine.data.pairs import PairConfig, SplitConfig, product_splits, split_pa
 from vitrine.data.synthetic import COMPLEMENTARY_MAP
 from vitrine.eval.recommend import evaluate, select_pairs
 from vitrine.model.card import ModelCard
+from vitrine.model.config import RetrievalConfig
 
 
 class LeafTowers:
@@ -21,6 +22,9 @@ class LeafTowers:
     category" complementary query points at the leaves `complements` lists for the product's leaf."""
 
     model_version = "fake-1"
+    temperature = 1.0
+    retrieval = RetrievalConfig(lexical_weight=0.0)  # the tower's order only
+    lexical = None
 
     def __init__(
         self, products: Sequence[Product], complements: dict[str, Sequence[str]] | None = None
