@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from vitrine.errors import ConfigError
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
+from vitrine.index import open_index
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
@@ -63,7 +63,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     group_id = settings.resolved_group_id(version)
     producer: KafkaProducer | TransactionalProducer
     transactions: TransactionalProducer | None = None
-    if settings.sink == "kafka" and settings.exactly_once:
+    if settings.index_mode == "embedded" and settings.exactly_once:
         # vectors, dead letters and offsets of a batch in one transaction (fencing zombies, KIP-447);
         # initialised now, before the restore below: this aborts whatever transaction this
         # instance's previous incarnation left open, so the restore reads everything committed
@@ -87,21 +87,18 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         producer = make_producer(kafka, **FLUSHING_PRODUCER)
     sink: VectorSink
     point_alias: Callable[[], None] | None = None
-    if settings.sink == "qdrant":
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        config = QdrantServerConfig(
-            settings.qdrant_url, settings.resolved_collection(version), model.dim, api_key=api_key
-        )
-        index = QdrantServerIndex(config)
+    if settings.index_mode == "server":
+        collection = settings.resolved_collection(version)
+        index = open_index(settings, dim=model.dim, name=collection)
         sink = IndexSink(index)
         if settings.qdrant_alias:
             alias = settings.qdrant_alias
 
             def point_alias() -> None:
                 index.point_alias(alias)
-                log.info("alias %s now names collection %s (model %s)", alias, index.collection, version)
+                log.info("alias %s now names collection %s (model %s)", alias, collection, version)
 
-        log.info("writing to Qdrant collection %s", index.collection)
+        log.info("writing to Qdrant collection %s", collection)
     else:
         kafka_sink = KafkaVectorSink(
             producer, topics.vectors, make_consumer(kafka, client_id="vitrine-encoder-restore")

@@ -12,7 +12,7 @@ from typing import Protocol
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from vitrine.index.port import IndexedItem, Tombstone, VectorIndex, WriteResult
+from vitrine.index.port import Tombstone, VectorIndex, WriteResult
 from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import VectorChange, decode_vector_change, encode_vector_change
 from vitrine.stream.transactions import TransactionalProducer
@@ -49,9 +49,7 @@ class IndexSink:
         """Nothing to refresh: versions are read from the index itself."""
 
     def write(self, changes: Sequence[VectorChange]) -> WriteResult:
-        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
-        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
-        return self.index.apply(items, tombs)
+        return self.index.apply([c.change for c in changes])
 
     def close(self) -> None:
         self.index.close()

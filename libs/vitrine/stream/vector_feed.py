@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from vitrine.index.port import IndexedItem, Tombstone, VectorIndex
+from vitrine.index.port import VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import decode_vector_change
@@ -116,9 +116,7 @@ class VectorFeed:
         changes = [decode_vector_change(v) for v in values]
         if self.model_version is not None:
             changes = [c for c in changes if c.model_version == self.model_version]
-        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
-        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
-        result = self.index.apply(items, tombs)
+        result = self.index.apply([c.change for c in changes])
         self._writes_since_optimize += result.written + result.deleted
         if self.caught_up.is_set():  # replaying history says nothing about freshness
             now = datetime.now(UTC)

@@ -155,7 +155,7 @@ def test_the_services_agree_on_names_and_ports(services: dict[str, Any]) -> None
     assert host == "kafka" and f"INTERNAL://kafka:{port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://:{port}" in kafka_env["KAFKA_LISTENERS"]
     # Qdrant: both talk to the qdrant service; the recommender reads the alias the encoder moves
-    assert enc["VITRINE_ENCODER_SINK"] == "qdrant" and rec["VITRINE_RECOMMENDER_INDEX_MODE"] == "server"
+    assert enc["VITRINE_ENCODER_INDEX_MODE"] == "server" and rec["VITRINE_RECOMMENDER_INDEX_MODE"] == "server"
     for url in (enc["VITRINE_ENCODER_QDRANT_URL"], rec["VITRINE_RECOMMENDER_QDRANT_URL"]):
         qhost, qport = url.removeprefix("http://").split(":")
         assert qhost == "qdrant" and int(qport) in _ports(services["qdrant"])

@@ -101,7 +101,7 @@ def test_config_sections_are_valid_settings(config: dict[str, Any]) -> None:
     path = K8S / "config.yaml"
     # the secrets the Deployments inject as environment variables, here as placeholders
     encoder = load_settings(EncoderSettings, path, "encoder", kafka_sasl_password="placeholder")
-    assert encoder.sink == "qdrant" and encoder.create_topics is False
+    assert encoder.index_mode == "server" and encoder.create_topics is False
     recommender = load_settings(RecommenderSettings, path, "recommender")
     assert recommender.index_mode == "server"
     assert recommender.qdrant_collection == encoder.qdrant_alias, "readers use the alias writers move"
