@@ -95,7 +95,7 @@ def main() -> None:
         metrics = EncoderMetrics()
         pipeline = EncoderPipeline(
             model,
-            KafkaVectorSink(producer, topics.vectors),
+            KafkaVectorSink(producer, topics.vectors, model_version=model.model_version),
             KafkaDeadLetters(producer, topics.dead_letters),
             metrics,
         )

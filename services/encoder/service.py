@@ -20,7 +20,7 @@ from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
 from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
-from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
+from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
 from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
 from vitrine.stream.worker import BatchPolicy, CatchUp, EncoderWorker
@@ -90,7 +90,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     if settings.index_mode == "server":
         collection = settings.resolved_collection(version)
         index = open_index(settings, dim=model.dim, name=collection)
-        sink = IndexSink(index)
+        sink = index  # the index is the sink: its version guard makes retries harmless
         if settings.qdrant_alias:
             alias = settings.qdrant_alias
 
@@ -101,7 +101,10 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         log.info("writing to Qdrant collection %s", collection)
     else:
         kafka_sink = KafkaVectorSink(
-            producer, topics.vectors, make_consumer(kafka, client_id="vitrine-encoder-restore")
+            producer,
+            topics.vectors,
+            make_consumer(kafka, client_id="vitrine-encoder-restore"),
+            model_version=version,
         )
         kafka_sink.restore()
         sink = kafka_sink
