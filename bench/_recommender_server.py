@@ -16,10 +16,10 @@ from pathlib import Path
 
 from _recommender_world import open_shard
 
+from vitrine.api.server import create_grpc_server
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
-from vitrine.serving.grpc_server import create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 
 

@@ -40,12 +40,12 @@ from _loadgen import run_load
 from _recommender_world import LEAVES, catalog, ensure_shard, open_shard, product_id
 from google.protobuf.json_format import MessageToDict
 
+from vitrine.api.requests import RequestParser
 from vitrine.index.edge import EdgeIndex
 from vitrine.index.port import ScoredItem, SearchFilter, SearchRequest
 from vitrine.model.serving import ServingModel, load_serving_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.registry import ServedModel
-from vitrine.serving.requests import RequestParser
 from vitrine.serving.similar import similar
 from vitrine.v1 import recommender_pb2 as pb
 

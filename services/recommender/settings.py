@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.api.security import parse_tokens
 from vitrine.errors import ConfigError
 from vitrine.index.settings import (
     LIVE_ALIAS,
@@ -36,7 +37,6 @@ from vitrine.index.settings import (
     versioned_topic,
 )
 from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
-from vitrine.serving.security import parse_tokens
 from vitrine.stream.kafka_security import KafkaSecuritySettings
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

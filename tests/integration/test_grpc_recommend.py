@@ -20,15 +20,7 @@ import grpc
 import numpy as np
 import pytest
 
-from vitrine.catalog.schema import Product
-from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
-from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import VectorIndex
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import ServingModel, load_serving_model
-from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
-from vitrine.serving.client import (
+from vitrine.api.client import (
     BatchError,
     Complementary,
     Filters,
@@ -37,9 +29,17 @@ from vitrine.serving.client import (
     RecommenderClient,
     Similar,
 )
+from vitrine.api.server import GrpcServer, create_grpc_server
+from vitrine.catalog.schema import Product
+from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
+from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.port import VectorIndex
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
+from vitrine.model.serving import ServingModel, load_serving_model
+from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.serving.anchors import indexed_items
 from vitrine.serving.diversity import nearest_clusters
 from vitrine.serving.experiments import ExperimentRouter, Variant
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.stream.broker import free_port
 from vitrine.v1 import recommender_pb2 as pb

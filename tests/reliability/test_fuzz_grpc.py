@@ -30,6 +30,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, assume, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from vitrine.api.server import MAX_REQUEST_BYTES, GrpcServer, create_grpc_server
+from vitrine.api.wire import MAX_FIELDS_LOCATED
 from vitrine.catalog.schema import Product, dedup_key
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
@@ -38,9 +40,7 @@ from vitrine.model.serving import ServingModel, load_serving_model
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.anchors import indexed_items
 from vitrine.serving.experiments import ExperimentRouter, Variant
-from vitrine.serving.grpc_server import MAX_REQUEST_BYTES, GrpcServer, create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
-from vitrine.serving.wire import MAX_FIELDS_LOCATED
 from vitrine.v1 import catalog_pb2, recommender_pb2_grpc
 from vitrine.v1 import recommender_pb2 as pb
 

@@ -73,12 +73,10 @@ def _ports(service: dict[str, Any]) -> set[int]:
 
 
 def _cli(command: str) -> argparse.ArgumentParser:
-    """The real `vitrine <command>` parser (only that subcommand's module is imported)."""
-    module = __import__(f"vitrine.cli.{command}", fromlist=["register"])
-    parser = argparse.ArgumentParser(prog="vitrine")
-    parser.add_argument("--log-level")
-    module.register(parser.add_subparsers(dest="command", required=True))
-    return parser
+    """The real `vitrine` parser, with every command (the services' through their entry points)."""
+    from vitrine.cli.main import build_parser
+
+    return build_parser()
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
