@@ -32,6 +32,7 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartiti
 from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
+from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 
@@ -166,19 +167,10 @@ class EncoderWorker:
             log.info("encoder stopped")
 
     def _resume_interrupted_rebalance(self) -> None:
-        """Work around a kafka-python 3.0.12 bug that leaves a consumer with no partitions.
-
-        When a rebalance is triggered by a metadata change (typically right after start: the first
-        assignment was made before the topic's partitions were known), the leader's assignment makes
-        `need_rejoin()` false again while its SyncGroup is still in flight. If the poll() that drives
-        the rebalance times out at that moment, the next poll() sees no need to rejoin and never
-        completes the pending join: the assignment stays empty, nothing is consumed, until some
-        other rebalance happens (seen under CPU load: 5 minutes without a record). Asking for a
-        rejoin makes the next poll() finish it (or join again)."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
+        """A poll() timeout can leave a rebalance unfinished in kafka-python 3.0.12, and the consumer
+        without partitions (`kafka_compat.resume_interrupted_join`): finish it at the next poll()."""
+        if resume_interrupted_join(self.consumer):
             log.info("resuming a rebalance that a poll() timeout interrupted")
-            coordinator.request_rejoin()  # type: ignore[union-attr]
 
     def _process_until_done(
         self, batch: list[SourceRecord], fetched_at: float | None = None
@@ -280,9 +272,7 @@ class EncoderWorker:
         refused. Otherwise the consumer would go on fetching under the stale generation until its
         heartbeat notices, up to heartbeat.interval.ms later, and each of those batches would be
         encoded, written and aborted in vain."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
-            coordinator.request_rejoin()
+        request_rejoin(self.consumer)
 
     @staticmethod
     def _first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
