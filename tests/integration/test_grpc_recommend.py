@@ -37,11 +37,11 @@ from vitrine.index.port import VectorIndex
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import ServingModel, load_serving_model
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
 from vitrine.serving.diversity import nearest_clusters
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.stream.broker import free_port
+from vitrine.stream.encoding import encode_products
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 
@@ -75,7 +75,7 @@ class World:
 
 
 def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    index.apply(indexed_items(model, products))
+    index.apply(encode_products(model, products))
 
 
 @pytest.fixture(scope="module")

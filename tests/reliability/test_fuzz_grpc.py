@@ -38,9 +38,9 @@ from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import VectorIndex
 from vitrine.model.serving import ServingModel, load_serving_model
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
+from vitrine.stream.encoding import encode_products
 from vitrine.v1 import catalog_pb2, recommender_pb2_grpc
 from vitrine.v1 import recommender_pb2 as pb
 
@@ -85,7 +85,7 @@ class World:
 
 
 def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    index.apply(indexed_items(model, products))
+    index.apply(encode_products(model, products))
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 
 from vitrine.catalog.schema import Product
 from vitrine.errors import InvalidRequestError
-from vitrine.index.port import SearchRequest
-from vitrine.serving.anchors import AnchorRef, lookup, payload_of, product_of, require_model
+from vitrine.index.port import SearchRequest, payload_for
+from vitrine.serving.anchors import AnchorRef, excluding_anchor, lookup, product_of, require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave
 from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
-from vitrine.serving.similar import exclusions
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,7 @@ def complementary(served: ServedModel, query: ComplementaryQuery, deadline: Dead
         dedup = item.payload.dedup_key
     else:
         product = query.anchor.product
-        dedup = payload_of(product).dedup_key
+        dedup = payload_for(product).dedup_key
     leaf = product.leaf_category
     if leaf and leaf in query.target_categories:
         raise InvalidRequestError(f"target_categories: {leaf!r} is the product's own category")
@@ -50,7 +49,7 @@ def complementary(served: ServedModel, query: ComplementaryQuery, deadline: Dead
         return []  # nothing is known to go with this category
     vectors = model.encode_complementary_queries([product] * len(targets), list(targets))
     deadline.check()
-    base = exclusions(query.filters.index, query.anchor.product_id, dedup)
+    base = excluding_anchor(query.filters.index, query.anchor.product_id, dedup)
     label = query.anchor.label
 
     def search(fetch: int) -> Candidates:
