@@ -22,8 +22,8 @@ from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, leaves, make_product
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.layout import PAYLOAD_FIELDS, PayloadField
-from vitrine.model.serving import ServingModel
-from vitrine.stream.encoding import encode_products
+from vitrine.model.inference import InferenceModel
+from vitrine.stream.pipeline import encode_products
 
 LEAVES = [leaf for _, _, leaf in leaves()]
 CHUNK = 8192
@@ -96,7 +96,7 @@ def shard_folder(cache: Path, name: str, layout: str) -> Path:
 
 
 def ensure_shard(
-    cache: Path, name: str, model: ServingModel, n: int, layout: str = "graph"
+    cache: Path, name: str, model: InferenceModel, n: int, layout: str = "graph"
 ) -> dict[str, object]:
     """Build the model's shard unless a complete one for the same model, size and layout is cached."""
     folder = shard_folder(cache, name, layout)
@@ -147,7 +147,7 @@ def ensure_shard(
     return done
 
 
-def _write(index: EdgeIndex, model: ServingModel, products: list[Product]) -> float:
+def _write(index: EdgeIndex, model: InferenceModel, products: list[Product]) -> float:
     started = time.perf_counter()
     items = encode_products(model, products)
     encode_s = time.perf_counter() - started

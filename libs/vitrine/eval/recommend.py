@@ -2,7 +2,7 @@
 
 Which pairs: on a dataset the model was trained on, only its test split (recomputed from the seed
 and fractions in the model card); on a dataset it never saw, all of the dataset's pairs. The model
-is evaluated as it is served, through its ONNX towers (`ServingModel`):
+is evaluated as it is served, through its ONNX towers (`InferenceModel`):
 
 - similar model: exact k-NN of the query's item vector;
 - complementary model: one query per target category (the `targets_per_query` most probable

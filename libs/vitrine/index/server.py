@@ -16,9 +16,9 @@ from typing import Any
 
 from vitrine.errors import IndexBackendError
 from vitrine.index.base import IndexAdapter, Point
-from vitrine.index.filters import FilterModels, build_filter, live_filter
 from vitrine.index.layout import DEFAULT_FULL_SCAN_POINTS, PAYLOAD_FIELDS, full_scan_threshold_kb
 from vitrine.index.port import SearchFilter, SearchRequest
+from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
 
 log = logging.getLogger(__name__)
 

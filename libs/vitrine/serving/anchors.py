@@ -9,7 +9,7 @@ import numpy as np
 from vitrine.catalog.schema import Product
 from vitrine.errors import NotFoundError
 from vitrine.index.port import IndexedItem, ItemPayload, SearchFilter, VectorIndex, payload_for
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.errors import NotConfiguredError
 
 
@@ -32,7 +32,7 @@ class Anchor:
     payload: ItemPayload
 
 
-def require_model(model: ServingModel | None, model_name: str, what: str) -> ServingModel:
+def require_model(model: InferenceModel | None, model_name: str, what: str) -> InferenceModel:
     if model is None:
         raise NotConfiguredError(
             f"model {model_name!r} is served from its index only: {what} needs its towers"
@@ -71,7 +71,7 @@ def product_of(product_id: str, payload: ItemPayload) -> Product:
 
 
 def item_space_anchor(
-    index: VectorIndex, model: ServingModel | None, model_name: str, ref: AnchorRef
+    index: VectorIndex, model: InferenceModel | None, model_name: str, ref: AnchorRef
 ) -> Anchor:
     """The anchor's item vector: stored in the index, or computed by the item tower (inline)."""
     if ref.product is None:

@@ -19,9 +19,9 @@ from vitrine.index.port import SearchRequest, payload_for
 from vitrine.serving.anchors import AnchorRef, excluding_anchor, lookup, product_of, require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from vitrine.serving.anchors import AnchorRef, excluding_anchor, item_space_anchor
 from vitrine.serving.deadline import Deadline
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,8 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartiti
 
 from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class ItemEncoder(Protocol):
-    """What the encoder needs from a model (vitrine.model.serving.ServingModel provides it)."""
+    """What the encoder needs from a model (vitrine.model.inference.InferenceModel provides it)."""
 
     model_version: str
     dim: int
