@@ -20,15 +20,7 @@ import grpc
 import numpy as np
 import pytest
 
-from vitrine.catalog.schema import Product
-from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
-from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import VectorIndex
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import ServingModel, load_serving_model
-from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
-from vitrine.serving.client import (
+from vitrine.api.client import (
     BatchError,
     Complementary,
     Filters,
@@ -37,11 +29,19 @@ from vitrine.serving.client import (
     RecommenderClient,
     Similar,
 )
+from vitrine.api.server import GrpcServer, create_grpc_server
+from vitrine.catalog.schema import Product
+from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
+from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+from vitrine.index.port import VectorIndex
+from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
+from vitrine.model.inference import InferenceModel, load_inference_model
+from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.diversity import nearest_clusters
 from vitrine.serving.experiments import ExperimentRouter, Variant
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.stream.broker import free_port
+from vitrine.stream.pipeline import encode_products
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 
@@ -52,8 +52,8 @@ N_PRODUCTS = 600
 @dataclass
 class World:
     products: dict[str, Product]
-    similar_model: ServingModel
-    complementary_model: ServingModel
+    similar_model: InferenceModel
+    complementary_model: InferenceModel
     similar_index: EdgeIndex
     registry: ModelRegistry
     server: GrpcServer
@@ -74,8 +74,8 @@ class World:
         ]
 
 
-def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    index.apply(indexed_items(model, products))
+def _fill(index: VectorIndex, model: InferenceModel, products: list[Product]) -> None:
+    index.apply(encode_products(model, products))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def world(
     products = list(
         generate(SyntheticConfig(n_products=N_PRODUCTS, seed=11, n_sessions=10, n_baskets=10)).products
     )
-    sim, compl = load_serving_model(model_dir), load_serving_model(complementary_model_dir)
+    sim, compl = load_inference_model(model_dir), load_inference_model(complementary_model_dir)
     root = tmp_path_factory.mktemp("recommend")
     indexes: list[VectorIndex] = []
     models: dict[str, ServedModel] = {}

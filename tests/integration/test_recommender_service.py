@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from vitrine.api.client import RecommenderClient
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.model.card import read_card
-from vitrine.serving.client import RecommenderClient
 from vitrine.stack import LocalStack, ServiceProcess
 from vitrine.stream.publisher import CatalogPublisher
 

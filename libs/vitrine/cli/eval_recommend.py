@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.data.datasets import load_dataset, parse_spec
     from vitrine.errors import ConfigError
     from vitrine.eval.recommend import evaluate
-    from vitrine.model.serving import load_serving_model
+    from vitrine.model.inference import load_inference_model
 
     spec = parse_spec(args.dataset)
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    towers = load_serving_model(args.model)
+    towers = load_inference_model(args.model)
     dataset = load_dataset(spec)
     try:
         result = evaluate(

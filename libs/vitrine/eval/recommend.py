@@ -2,7 +2,7 @@
 
 Which pairs: on a dataset the model was trained on, only its test split (recomputed from the seed
 and fractions in the model card); on a dataset it never saw, all of the dataset's pairs. The model
-is evaluated as it is served, through its ONNX towers (`ServingModel`):
+is evaluated as it is served, through its ONNX towers (`InferenceModel`):
 
 - similar model: exact k-NN of the query's item vector (what `serving.similar` asks the index for);
 - complementary model: the gRPC method's own function, `vitrine.serving.complementary.complementary`,
@@ -116,17 +116,18 @@ def served_complementary_scores(
     """
     from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
     from vitrine.index.port import SearchFilter
-    from vitrine.serving.anchors import AnchorRef, indexed_items
+    from vitrine.serving.anchors import AnchorRef
     from vitrine.serving.complementary import ComplementaryQuery, complementary
     from vitrine.serving.deadline import Deadline
-    from vitrine.serving.filters import RequestFilter
     from vitrine.serving.registry import ServedModel
+    from vitrine.serving.selection import RequestFilter
+    from vitrine.stream.pipeline import encode_products
 
     if display not in MERGES:
         raise ValueError(f"merge must be one of {MERGES}, got {display!r}")
     root = Path(tempfile.mkdtemp(prefix="vitrine-eval-", dir=workdir))
     index = EdgeIndex(EdgeIndexConfig(root / "shard", model.dim, fresh=True, wal=False))
-    items = indexed_items(model, products)
+    items = encode_products(model, products)
     for start in range(0, len(items), 1024):
         index.apply(items[start : start + 1024])
     served = ServedModel("eval", model.model_version, "complementary", index, model)

@@ -29,15 +29,14 @@ from dataclasses import dataclass, field, replace
 
 from vitrine.catalog.schema import Product
 from vitrine.errors import InvalidRequestError
-from vitrine.index.port import ScoredItem, SearchFilter, SearchRequest, VectorIndex
-from vitrine.model.serving import ServingModel
-from vitrine.serving.anchors import AnchorRef, lookup, payload_of, product_of, require_model
+from vitrine.index.port import ScoredItem, SearchFilter, SearchRequest, VectorIndex, payload_for
+from vitrine.model.inference import InferenceModel
+from vitrine.serving.anchors import AnchorRef, excluding_anchor, lookup, product_of, require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
-from vitrine.serving.similar import exclusions
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 DISPLAYS = ("score", "interleave")
 DEFAULT_DISPLAY = "score"  # chosen on validation recall (docs/EVALUATION.md, "display order")
@@ -70,13 +69,13 @@ def searcher(index: VectorIndex, exact: bool = False) -> Search:
         return index.search_batch
 
     def search(requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
-        return [index.exact_search(r.vector, r.limit, r.filter) for r in requests]  # type: ignore[attr-defined]
+        return [index.exact_search(r.vector, r.limit, r.filter) for r in requests]
 
     return search
 
 
 def complements(
-    model: ServingModel,
+    model: InferenceModel,
     search: Search,
     anchor: Anchored,
     limit: int,
@@ -91,7 +90,7 @@ def complements(
     leaf = anchor.product.leaf_category
     if leaf and leaf in target_categories:
         raise InvalidRequestError(f"target_categories: {leaf!r} is the product's own category")
-    base = exclusions(filters.index, anchor.product_id, anchor.dedup_key)
+    base = excluding_anchor(filters.index, anchor.product_id, anchor.dedup_key)
     if target_categories:
         return _named_targets(model, search, anchor, limit, filters, base, target_categories, deadline)
     vector = model.encode_complementary_queries([anchor.product], [""])[0]
@@ -115,7 +114,7 @@ def complements(
 
 
 def _hybrid_scorer(
-    model: ServingModel, product: Product
+    model: InferenceModel, product: Product
 ) -> Callable[[list[ScoredItem]], list[ScoredItem]] | None:
     """Re-scoring of tower candidates by logit + lexical_weight x title TF-IDF cosine (None: off)."""
     weight = model.retrieval.lexical_weight
@@ -141,7 +140,7 @@ def _hybrid_scorer(
 
 
 def _named_targets(
-    model: ServingModel,
+    model: InferenceModel,
     search: Search,
     anchor: Anchored,
     limit: int,
@@ -188,7 +187,7 @@ def resolve_anchor(served: ServedModel, ref: AnchorRef) -> Anchored:
         return Anchored(
             product_of(item.product_id, item.payload), ref.product_id, item.payload.dedup_key, ref.label
         )
-    return Anchored(ref.product, "", payload_of(ref.product).dedup_key, ref.label)
+    return Anchored(ref.product, "", payload_for(ref.product).dedup_key, ref.label)
 
 
 def complementary(

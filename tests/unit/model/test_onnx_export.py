@@ -16,8 +16,8 @@ from vitrine.model.artifacts import load_task
 from vitrine.model.card import read_card
 from vitrine.model.config import TrainConfig
 from vitrine.model.export import PARITY_TOLERANCE, export_model
+from vitrine.model.inference import load_inference_model
 from vitrine.model.pipeline import TrainingSetup, run_training
-from vitrine.model.serving import load_serving_model
 from vitrine.model.train import feature_tensors
 
 pytestmark = pytest.mark.slow
@@ -72,14 +72,14 @@ def test_serving_reproduces_torch_on_other_real_products(similar_dir: Path) -> N
     inputs = feature_tensors(FeatureExtractor(FeatureConfig.from_dict(card.features)).extract(products))
     with torch.no_grad():
         expected = trained.item_vectors(inputs).numpy()
-    served = load_serving_model(similar_dir).encode_items(products)
+    served = load_inference_model(similar_dir).encode_items(products)
     assert served.dtype == np.float32 and served.shape == (40, card.dim)
     assert float(np.abs(served - expected).max()) < PARITY_TOLERANCE
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
 
 
 def test_serving_contract_similar(similar_dir: Path) -> None:
-    model = load_serving_model(similar_dir)
+    model = load_inference_model(similar_dir)
     assert model.task == "similar" and not model.untrained and model.dim == 64
     assert model.model_version.startswith("similar-")
     assert model.encode_items([]).shape == (0, 64)
@@ -93,7 +93,7 @@ def test_serving_contract_similar(similar_dir: Path) -> None:
 
 
 def test_serving_contract_complementary(complementary_dir: Path) -> None:
-    model = load_serving_model(complementary_dir)
+    model = load_inference_model(complementary_dir)
     assert model.task == "complementary" and model.complementary_map
     products = load_dataset(DATASET).products[:3]
     queries = model.encode_complementary_queries(products, ["Mugs", "Ties", "Mugs"])
@@ -110,8 +110,8 @@ def test_serving_contract_complementary(complementary_dir: Path) -> None:
 def test_serving_module_never_imports_torch(similar_dir: Path) -> None:
     code = (
         "import sys\n"
-        "from vitrine.model.serving import load_serving_model\n"
-        f"m = load_serving_model({str(similar_dir)!r})\n"
+        "from vitrine.model.inference import load_inference_model\n"
+        f"m = load_inference_model({str(similar_dir)!r})\n"
         "from vitrine.data.synthetic import generate, SyntheticConfig\n"
         "m.encode_items(generate(SyntheticConfig(n_products=60)).products)\n"
         "assert 'torch' not in sys.modules, 'serving imported torch'\n"

@@ -1,6 +1,6 @@
 """Serving side of a model directory: ONNX towers + the exact training preprocessing. No torch.
 
-    model = load_serving_model("artifacts/models/similar")
+    model = load_inference_model("artifacts/models/similar")
     vectors = model.encode_items(products)          # float32 [n, dim], L2-normalised
     clusters = model.assign_clusters(vectors)       # int32 [n], -1 without centroids
     queries = model.encode_complementary_queries(products, ["Laptop Bags", ...])  # complementary only
@@ -48,7 +48,7 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-class ServingModel:
+class InferenceModel:
     """One model version's towers, ready to encode products and complementary queries."""
 
     def __init__(self, model_dir: Path, card: ModelCard, threads: int = 0, text_encoder: Any = None) -> None:
@@ -147,7 +147,7 @@ def _load_text_embedder(path: Path, threads: int) -> Any:
     return TextEmbedder(path, role="query", threads=threads or None)
 
 
-def load_serving_model(model_dir: str | Path, threads: int = 0) -> ServingModel:
+def load_inference_model(model_dir: str | Path, threads: int = 0) -> InferenceModel:
     """Load `DIR/model.json` and the ONNX towers written by `vitrine export`."""
     path = Path(model_dir)
-    return ServingModel(path, read_card(path), threads=threads)
+    return InferenceModel(path, read_card(path), threads=threads)
