@@ -25,7 +25,7 @@ from vitrine.model.category_map import CategoryMapConfig, mine_category_prior, m
 from vitrine.model.clusters import fit_centroids
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
-from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
+from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
@@ -133,7 +133,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     if centroids is not None:
         files["centroids"] = CENTROIDS_FILE
     if cfg.task == "complementary":
-        TitleTfidf.fit(p.title for p in products).save(out_dir)
+        ProductTfidf.fit(p.title for p in products).save(out_dir)
         files["lexical"] = LEXICAL_FILE
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     card = ModelCard(

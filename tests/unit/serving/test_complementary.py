@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from vitrine.catalog.schema import Product
 from vitrine.index.port import ItemPayload, ScoredItem
 from vitrine.model.config import RetrievalConfig
-from vitrine.model.lexical import TitleTfidf
+from vitrine.model.lexical import ProductTfidf
 from vitrine.serving.complementary import Anchored, _by_category_round_robin, _hybrid_scorer, _recommendation
 
 
 @dataclass
 class Towers:
     retrieval: RetrievalConfig
-    lexical: TitleTfidf | None
+    lexical: ProductTfidf | None
     temperature: float = 0.1
 
 
@@ -26,7 +26,7 @@ TITLES = ["acme phone x1", "acme phone case", "leather wallet", "usb charger", "
 
 
 def test_lexical_weight_reorders_candidates_by_logit_plus_title_cosine() -> None:
-    lexical = TitleTfidf.fit(TITLES)
+    lexical = ProductTfidf.fit(TITLES)
     product = Product("q", "acme phone x1", category_path=("R", "Phones"))
     hits = [hit("wallet", 0.50, "leather wallet"), hit("case", 0.45, "acme phone case")]
     rescore = _hybrid_scorer(Towers(RetrievalConfig(lexical_weight=10.0), lexical), product)  # type: ignore[arg-type]
@@ -34,7 +34,7 @@ def test_lexical_weight_reorders_candidates_by_logit_plus_title_cosine() -> None
     out = rescore(hits)
     # logits 5.0 vs 4.5: the shared words of "acme phone case" outweigh half a logit
     assert [h.product_id for h in out] == ["case", "wallet"]
-    cosine = TitleTfidf.cosine(lexical.vector(product.title), lexical.vector("acme phone case"))
+    cosine = ProductTfidf.cosine(lexical.vector(product.title), lexical.vector("acme phone case"))
     assert out[0].score == 4.5 + 10.0 * cosine and out[1].score == 5.0
     # weight 0 or no idf table: the tower alone (no re-scoring at all)
     assert _hybrid_scorer(Towers(RetrievalConfig(lexical_weight=0.0), lexical), product) is None  # type: ignore[arg-type]
