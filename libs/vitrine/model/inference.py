@@ -62,8 +62,13 @@ class InferenceModel:
         self.category_prior = CategoryPrior.from_dict(card.category_prior) if card.category_prior else None
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
-        # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
-        self.retrieval = RetrievalConfig.from_dict(card.retrieval) if card.retrieval else RetrievalConfig(0.0)
+        # complementary serving: hybrid re-scoring of the tower's candidates by TF-IDF (a card from
+        # before `lexical_text` existed has a title idf table)
+        self.retrieval = (
+            RetrievalConfig.from_dict({"lexical_text": "title", **card.retrieval})
+            if card.retrieval
+            else RetrievalConfig(0.0)
+        )
         lexical_path = model_dir / card.files.get("lexical", LEXICAL_FILE)
         self.lexical: ProductTfidf | None = (
             ProductTfidf.load(lexical_path) if lexical_path.is_file() else None
