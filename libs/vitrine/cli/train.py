@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
         "--lexical-weight",
         type=float,
         default=None,
-        help="complementary serving: weight of the title TF-IDF cosine next to the tower's logit "
-        "(stored in the model card; default 10, 0 = tower only)",
+        help="complementary serving: weight of the TF-IDF cosine next to the tower's logit "
+        f"(stored in the model card; default {RetrievalConfig().lexical_weight:g}, 0 = tower only)",
     )
     parser.add_argument(
         "--lexical-text",

@@ -34,6 +34,7 @@ from vitrine.data.pairs import Pair, PairConfig, SplitConfig, product_splits, sp
 from vitrine.errors import DataError
 from vitrine.eval.baselines import (
     EXCLUDED,
+    TWO_HOP_TFIDF_WEIGHT,
     bm25_scores,
     excluding_own_leaf,
     minilm_scores,
@@ -188,6 +189,7 @@ def evaluate(
     seed: int = 0,
     cache_dir: Path | None = None,
     split: str = "test",
+    two_hop_tfidf_weight: float = TWO_HOP_TFIDF_WEIGHT,
 ) -> EvalResult:
     """The model (as served) and `baselines` on the same pairs. `merge`: the complementary display
     order ("score" or "interleave", see `serving.complementary`); `targets_per_query` > 0: the former
@@ -221,7 +223,7 @@ def evaluate(
         if name == "popularity" and pairs.reference_counts is None:
             metrics, ranks = _leave_one_out_popularity(pairs, n, seed)
         else:
-            fn = _baseline(name, products, pairs, seed, cache_dir)
+            fn = _baseline(name, products, pairs, seed, cache_dir, two_hop_tfidf_weight)
             if complementary:
                 fn = excluding_own_leaf(fn, [p.leaf_category for p in products])
             metrics, ranks = run(fn)
@@ -231,7 +233,12 @@ def evaluate(
 
 
 def _baseline(
-    name: str, products: Sequence[Product], pairs: EvalPairs, seed: int, cache_dir: Path | None
+    name: str,
+    products: Sequence[Product],
+    pairs: EvalPairs,
+    seed: int,
+    cache_dir: Path | None,
+    two_hop_tfidf_weight: float = TWO_HOP_TFIDF_WEIGHT,
 ) -> ScoreFn:
     if name == "random":
         return random_scores(len(products), seed)
@@ -246,7 +253,7 @@ def _baseline(
     if name == "two_hop":
         return two_hop_scores(products, pairs.reference_pairs)
     if name == "two_hop_tfidf":
-        return two_hop_tfidf_scores(products, pairs.reference_pairs)
+        return two_hop_tfidf_scores(products, pairs.reference_pairs, two_hop_tfidf_weight)
     return minilm_scores(products, cache_dir)
 
 

@@ -113,9 +113,11 @@ class RetrievalConfig:
     (docs/EVALUATION.md). A card written before `lexical_text` existed means "title".
     """
 
-    lexical_weight: float = 10.0
+    lexical_weight: float = 20.0
     rerank_depth: int = 200
-    lexical_text: str = "title"
+    lexical_text: str = (
+        "title+description"  # as good as "title" without descriptions, better with (validation)
+    )
 
     def __post_init__(self) -> None:
         if self.lexical_weight < 0 or self.rerank_depth < 1:
