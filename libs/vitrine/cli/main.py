@@ -20,11 +20,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "produce",
     "encoder",
     "recommender",
+    "feedback",
     "demo",
     "train",
     "export",
     "finetune_nli",
     "eval",
+    "report",
+    "simulate",
     "bench",
 )
 

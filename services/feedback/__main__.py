@@ -1,0 +1,11 @@
+"""`python -m vitrine_services.feedback [--log-level L] [OPTIONS]`: the same as `vitrine feedback`,
+loading only this service's command (the container entry point)."""
+
+import sys
+
+from vitrine.cli.main import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    split = 2 if argv[:1] == ["--log-level"] else 0
+    raise SystemExit(main([*argv[:split], "feedback", *argv[split:]], modules=("feedback",)))
