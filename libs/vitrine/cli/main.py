@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "feedback",
     "demo",
     "train",
+    "prior",
     "export",
     "finetune_nli",
     "eval",

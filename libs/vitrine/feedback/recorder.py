@@ -11,6 +11,7 @@ service counts a recommendation id once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -67,6 +68,9 @@ class ImpressionRecorder:
         self.capacity = capacity
         self.drain_interval_s = drain_interval_s
         self._queue: deque[ShownEntry] = deque()
+        self._accepted = itertools.count(1)  # next() is atomic in CPython: safe from every request thread
+        self._last_accepted = 0
+        self._handed_over = 0  # entries given to the producer (or failed), by the sender thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: KafkaProducer | None = None
@@ -89,6 +93,7 @@ class ImpressionRecorder:
         if len(self._queue) >= self.capacity:
             self.metrics.dropped.labels("buffer_full").inc()
             return False
+        self._last_accepted = next(self._accepted)
         self._queue.append(
             ShownEntry(
                 recommendation_id,
@@ -129,6 +134,7 @@ class ImpressionRecorder:
             except Exception as e:  # the broker is unreachable, a producer error: count, go on
                 self.metrics.dropped.labels("send_failed").inc()
                 log.warning("impression not sent (%s: %s)", type(e).__name__, e)
+            self._handed_over += 1
         self.metrics.buffered.set(len(queue))
         return sent
 
@@ -156,6 +162,15 @@ class ImpressionRecorder:
     def _failed(self, error: BaseException) -> None:
         self.metrics.dropped.labels("send_failed").inc()
         log.warning("impression not acknowledged: %s", error)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until everything recorded so far is sent and acknowledged (tests, the simulator)."""
+        deadline = time.monotonic() + timeout_s
+        target = self._last_accepted
+        while self._handed_over < target and time.monotonic() < deadline:
+            time.sleep(self.drain_interval_s)
+        if self._producer is not None:
+            self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is queued (within `timeout_s`), then close the producer."""
