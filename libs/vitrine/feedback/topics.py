@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka.admin import KafkaAdminClient
 
+from vitrine.errors import ConfigError
 from vitrine.feedback.pipeline import FeedbackTopics
 from vitrine.stream.kafka import KafkaSettings, make_admin
 from vitrine.stream.topics import COMPACTED, TopicSpec, ensure_topics
@@ -47,9 +50,15 @@ def state_topics(topics: FeedbackTopics, partitions: int, replication_factor: in
     ]
 
 
-def partition_count(admin: KafkaAdminClient, topic: str) -> int:
-    described = admin.describe_topics([topic])
-    return len(described[0]["partitions"]) if described else 0
+def partition_count(admin: KafkaAdminClient, topic: str, timeout_s: float = 30.0) -> int:
+    """The topic's partition count (a topic created a moment ago can describe as empty: wait for it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics([topic])
+        count = len(described[0]["partitions"]) if described else 0
+        if count or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
 
 
 def ensure_feedback_topics(settings: KafkaSettings, topics: FeedbackTopics, partitions: int = 2) -> int:
@@ -62,8 +71,6 @@ def ensure_feedback_topics(settings: KafkaSettings, topics: FeedbackTopics, part
         ensure_topics(admin, state_topics(topics, count))
         state = partition_count(admin, topics.changelog)
         if state != count:
-            from vitrine.errors import ConfigError
-
             raise ConfigError(
                 f"{topics.changelog} has {state} partitions but {topics.interactions} has {count}: the "
                 "state changelog needs one partition per interactions partition"
