@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message_factory import GetMessageClass
 
 from vitrine.errors import IndexBackendError, InvalidRequestError, NotFoundError
+from vitrine.feedback.recorder import new_recommendation_id
 from vitrine.index.port import VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.complementary import complementary
@@ -64,6 +65,23 @@ class ServingState:
         self.snapshot = ServingSnapshot.single(self.index, self.model_version, self.variant)
 
 
+class ImpressionSink(Protocol):
+    """Where returned lists are recorded (vitrine.feedback.recorder.ImpressionRecorder): must not block."""
+
+    def record(
+        self,
+        recommendation_id: str,
+        unit_key: str,
+        placement: str,
+        experiment: str,
+        variant: str,
+        control_variant: str,
+        model_version: str,
+        task: Task,
+        product_ids: list[str],
+    ) -> bool: ...
+
+
 class SnapshotSource(Protocol):
     """Where requests get the snapshot they are served from (vitrine.serving.registry.ModelRegistry)."""
 
@@ -108,10 +126,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         source: SnapshotSource | Callable[[], ServingState | ServingSnapshot],
         metrics: RecommenderMetrics,
         limits: RequestLimits | None = None,
+        impressions: ImpressionSink | None = None,
     ) -> None:
         self._source: SnapshotSource = source if hasattr(source, "lease") else _CallableSource(source)  # type: ignore[arg-type]
         self.metrics = metrics
         self.parser = RequestParser(limits)
+        # every returned list gets a recommendation id; with a sink, its impression is recorded too
+        self.impressions = impressions
 
     @property
     def limits(self) -> RequestLimits:
@@ -142,7 +163,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchResponse:
         def run(snapshot: ServingSnapshot, deadline: Deadline, call: _Call) -> pb.BatchResponse:
             self.parser.batch_size(len(request.requests))
-            defaults = self.parser.routing(request.unit_key, request.variant)
+            defaults = self.parser.routing(request.unit_key, request.variant, request.placement)
             call.variant = snapshot.router.route(defaults.unit_key, defaults.variant).name
             return pb.BatchResponse(
                 results=[self._batch_item(snapshot, deadline, r, defaults) for r in request.requests]
@@ -160,9 +181,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.SimilarRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.SIMILAR)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.SIMILAR)
         query = self.parser.similar(r)
-        return _response(similar(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, similar(served, query, deadline), served, variant, routing, Task.SIMILAR
+        )
 
     def _complementary(
         self,
@@ -172,9 +196,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.ComplementaryRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.COMPLEMENTARY)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.COMPLEMENTARY)
         query = self.parser.complementary(r)
-        return _response(complementary(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, complementary(served, query, deadline), served, variant, routing, Task.COMPLEMENTARY
+        )
 
     def _inspire(
         self,
@@ -184,9 +211,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.InspireRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.INSPIRE)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.INSPIRE)
         query = self.parser.inspire(r)
-        return _response(inspire(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, inspire(served, query, deadline), served, variant, routing, Task.INSPIRE
+        )
 
     @staticmethod
     def _route(
@@ -198,7 +228,35 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return snapshot.model_for(variant, task), variant.name
 
     def _routing(self, r: Any, default: Routing) -> Routing:
-        return self.parser.routing(r.unit_key or default.unit_key, r.variant or default.variant)
+        return self.parser.routing(
+            r.unit_key or default.unit_key, r.variant or default.variant, r.placement or default.placement
+        )
+
+    def _respond(
+        self,
+        snapshot: ServingSnapshot,
+        items: list[Recommendation],
+        served: ServedModel,
+        variant: str,
+        routing: Routing,
+        task: Task,
+    ) -> pb.RecommendResponse:
+        """The response, with a new recommendation id; its impression goes to the sink (never blocks)."""
+        response = _response(items, served.model_version, variant)
+        response.recommendation_id = new_recommendation_id()
+        if self.impressions is not None:
+            self.impressions.record(
+                response.recommendation_id,
+                routing.unit_key,
+                routing.placement or task.value,
+                snapshot.router.salt,
+                variant,
+                snapshot.router.control.name,
+                served.model_version,
+                task,
+                [item.product_id for item in items],
+            )
+        return response
 
     def _batch_item(
         self, snapshot: ServingSnapshot, deadline: Deadline, r: pb.RecommendRequest, default: Routing

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.grpc_api import (
+    ImpressionSink,
     RecommenderServicer,
     RequestLimits,
     ServingState,
@@ -60,6 +61,7 @@ def create_grpc_server(
     limits: RequestLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    impressions: ImpressionSink | None = None,
 ) -> GrpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
@@ -69,7 +71,7 @@ def create_grpc_server(
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (grpc_api.add_recommender_servicer)
-    add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits, impressions), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
