@@ -207,6 +207,10 @@ def test_dashboard_covers_throughput_lag_freshness_latency_and_errors() -> None:
         assert has(f"histogram_quantile({quantile}, sum by (le, method, variant)", "request_seconds_bucket")
     assert has('code=~"INTERNAL', "sum by (method, variant)"), "server error ratio per method and variant"
     assert has("vitrine_encoder_dead_lettered_total"), "dead letters"
+    assert has("vitrine_feedback_lift", 'bound="lower"'), "experiment lift with its interval"
+    assert has("vitrine_feedback_arm_rate", 'metric="ctr"'), "CTR per variant"
+    assert has("vitrine_feedback_consumer_lag"), "feedback lag"
+    assert has("vitrine_recommender_impressions_dropped_total"), "impressions dropped"
 
 
 def test_grafana_provisioning_matches_the_compose_mounts(repo: Path) -> None:
