@@ -25,6 +25,7 @@ from _loadgen import run_load
 from _recommender_world import catalog, ensure_shard
 from recommender import workload
 
+from vitrine.data.synthetic import COMPLEMENTARY_MAP
 from vitrine.feedback.pipeline import FeedbackTopics
 from vitrine.feedback.topics import ensure_feedback_topics
 from vitrine.model.serving import load_serving_model
@@ -89,7 +90,9 @@ def main() -> None:
     models["complementary"] = load_serving_model(args.complementary_model, threads=1)
     for name, m in models.items():
         ensure_shard(cache, name, m, args.items)
-    requests = workload(leaf, in_stock, models["complementary"].complementary_map, args.queries)
+    # only Similar is measured; the synthetic catalogue's own map stands in for a complementary model's
+    cmap = models["complementary"].complementary_map or {k: list(v) for k, v in COMPLEMENTARY_MAP.items()}
+    requests = workload(leaf, in_stock, cmap, args.queries)
     payloads = []
     for i, r in enumerate(requests["Similar"]):
         r.unit_key = f"user-{i % 500}"  # impressions need a unit key to be recorded for an experiment
@@ -101,8 +104,15 @@ def main() -> None:
     try:
         kafka = KafkaSettings(broker.bootstrap_servers)
         ensure_feedback_topics(kafka, FeedbackTopics(), partitions=2)
+        # two servers cannot open one Edge shard (its WAL is locked): the second gets a copy
+        copy = work / "cache"
+        shutil.copytree(cache, copy)
         off, off_target = start(cache, args, "")
-        on, on_target = start(cache, args, broker.bootstrap_servers)
+        try:
+            on, on_target = start(copy, args, broker.bootstrap_servers)
+        except BaseException:
+            stop(off)
+            raise
         rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
         try:
             for c in (int(x) for x in args.clients.split(",")):

@@ -63,8 +63,7 @@ class OpenList:
     arm: ArmKey
     control_variant: str
     event_time_ms: int
-    products: frozenset[str]
-    shown: tuple[str, ...]
+    shown: tuple[str, ...]  # a list is short (<= 500, typically 8-20): a tuple scan beats a set's memory
     clicked: set[str] = field(default_factory=set)
     outcome_ids: set[str] = field(default_factory=set)
 
@@ -112,7 +111,7 @@ class PartitionState:
         delay = t - opened.event_time_ms
         if delay < -self.config.clock_skew_s * 1000 or delay > self.config.window_s * 1000:
             return OUTSIDE_WINDOW
-        if interaction.product_id not in opened.products:
+        if interaction.product_id not in opened.shown:
             return NOT_IN_LIST
         unit = self._unit(opened)
         if interaction.type is InteractionType.CLICK:
@@ -157,7 +156,6 @@ class PartitionState:
             arm,
             shown.control_variant,
             t,
-            frozenset(shown.product_ids),
             shown.product_ids,
         )
         self.lists[rec_id] = opened

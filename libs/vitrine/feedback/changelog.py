@@ -85,7 +85,6 @@ def restore_record(state: PartitionState, key: bytes | None, value: bytes | None
                 arm,
                 imp.control_variant,
                 imp.event_time_ms,
-                frozenset(imp.product_ids),
                 tuple(imp.product_ids),
                 set(imp.clicked),
                 set(imp.outcome_event_ids),
