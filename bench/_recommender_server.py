@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _recommender_world import open_shard
 
-from vitrine.feedback.recorder import ImpressionRecorder
+from vitrine.feedback.recorder import IMPRESSION_PRODUCER, ImpressionRecorder
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import ImpressionMetrics, RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
@@ -54,7 +54,7 @@ def main() -> None:
     if args.record_impressions:  # as the service wires it (services/recommender/service.py)
         kafka = KafkaSettings(args.record_impressions, client_id="bench-impressions")
         recorder = ImpressionRecorder(
-            lambda: make_producer(kafka, max_block_ms=1000),
+            lambda: make_producer(kafka, **IMPRESSION_PRODUCER),
             args.interactions_topic,
             ImpressionMetrics(metrics.registry),
         ).start()

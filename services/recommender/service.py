@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from vitrine.errors import ConfigError, VitrineError
-from vitrine.feedback.recorder import ImpressionRecorder
+from vitrine.feedback.recorder import IMPRESSION_PRODUCER, ImpressionRecorder
 from vitrine.obs.metrics import ImpressionMetrics, MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
@@ -264,7 +264,7 @@ def create_service(
             security=settings.kafka_security(),
         )
         recorder = ImpressionRecorder(
-            lambda: make_producer(kafka, max_block_ms=1000),
+            lambda: make_producer(kafka, **IMPRESSION_PRODUCER),
             settings.interactions_topic,
             ImpressionMetrics(metrics.registry),
             settings.impression_buffer,

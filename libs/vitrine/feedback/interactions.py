@@ -127,6 +127,39 @@ class Interaction:
         return self.to_proto().SerializeToString()
 
 
+def impression_bytes(
+    recommendation_id: str,
+    unit_key: str,
+    placement: str,
+    time_ns: int,
+    product_ids: list[str] | tuple[str, ...],
+    experiment: str,
+    variant: str,
+    control_variant: str,
+    model_version: str,
+    task: Task,
+) -> bytes:
+    """An impression's wire form, built straight into the protobuf (the recorder's hot path; the same
+    message `Interaction(...).to_bytes()` gives)."""
+    pb = feedback_pb2.Interaction(
+        schema_version=SCHEMA_VERSION,
+        event_id=recommendation_id,
+        unit_key=unit_key,
+        type=feedback_pb2.INTERACTION_TYPE_IMPRESSION,
+        recommendation_id=recommendation_id,
+        placement=placement,
+    )
+    pb.event_time.seconds, pb.event_time.nanos = divmod(time_ns, 1_000_000_000)
+    imp = pb.impression
+    imp.product_ids.extend(product_ids)
+    imp.experiment = experiment
+    imp.variant = variant
+    imp.control_variant = control_variant
+    imp.model_version = model_version
+    imp.task = _TASK_TO_PB.get(task, recommender_pb2.TASK_UNSPECIFIED)  # type: ignore[assignment]
+    return pb.SerializeToString()
+
+
 def record_key(unit_key: str, recommendation_id: str) -> str:
     """The Kafka key of an interaction: its unit key, else the recommendation id it answers."""
     return unit_key or recommendation_id

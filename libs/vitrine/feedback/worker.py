@@ -85,7 +85,14 @@ class FeedbackWorker:
                     self._assignment_changed.clear()
                     # records fetched around a rebalance are refetched once the states are in place
                     self._rewind(batch)
-                    self._sync_states()
+                    try:
+                        self._sync_states()
+                    except TRANSIENT as e:  # a partition not restored yet is tried again
+                        log.warning(
+                            "restoring partition state failed (%s: %s); retrying", type(e).__name__, e
+                        )
+                        self._assignment_changed.set()
+                        self.stop_event.wait(self.policy.retry_backoff_ms / 1000)
                     continue
                 if batch:
                     outcome = self._process_in_transaction(batch)

@@ -107,3 +107,14 @@ def test_a_bad_interaction_is_rejected_with_its_reason(
 
 def test_every_reason_is_reachable() -> None:
     assert {case[0] for case in _bad_cases()} == set(REASONS)
+
+
+def test_the_recorder_s_fast_path_writes_the_same_impression() -> None:
+    from vitrine.feedback.interactions import impression_bytes
+
+    fast = impression_bytes(
+        "r1", "u1", "pdp", 1_793_620_800_123_456_000, ["p1", "p2"], "exp", "b", "a", "similar-1", Task.SIMILAR
+    )
+    assert decode_interaction(fast, b"u1") == impression(
+        event_time=datetime.fromtimestamp(1_793_620_800.123456, UTC)
+    )
