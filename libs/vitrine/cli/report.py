@@ -57,7 +57,7 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(_table(report))
+        print(experiment_table(report))
     return 0
 
 
@@ -67,7 +67,7 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{100 * x:+.1f}%" if pct else f"{x:.4f}"
 
 
-def _table(report: dict[str, Any]) -> str:
+def experiment_table(report: dict[str, Any]) -> str:
     if not report["experiments"]:
         return "no experiment results yet"
     lines = [f"as of {report['as_of']} ({report['test']})"]
