@@ -16,13 +16,13 @@ from pathlib import Path
 
 from _recommender_world import open_shard
 
-from vitrine.feedback.recorder import IMPRESSION_PRODUCER, ImpressionRecorder
+from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import ImpressionMetrics, RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.grpc_server import create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
-from vitrine.stream.kafka import KafkaSettings, make_producer
+from vitrine.stream.kafka import KafkaSettings
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
     if args.record_impressions:  # as the service wires it (services/recommender/service.py)
         kafka = KafkaSettings(args.record_impressions, client_id="bench-impressions")
         recorder = ImpressionRecorder(
-            lambda: make_producer(kafka, **IMPRESSION_PRODUCER),
+            kafka,
             args.interactions_topic,
             ImpressionMetrics(metrics.registry),
         ).start()

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from vitrine.errors import ConfigError, VitrineError
-from vitrine.feedback.recorder import IMPRESSION_PRODUCER, ImpressionRecorder
+from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.obs.metrics import ImpressionMetrics, MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.serving.security import server_security
-from vitrine.stream.kafka import KafkaSettings, make_producer
+from vitrine.stream.kafka import KafkaSettings
 from vitrine_services.recommender.models import ModelLoader
 from vitrine_services.recommender.settings import RecommenderSettings
 
@@ -264,7 +264,7 @@ def create_service(
             security=settings.kafka_security(),
         )
         recorder = ImpressionRecorder(
-            lambda: make_producer(kafka, **IMPRESSION_PRODUCER),
+            kafka,
             settings.interactions_topic,
             ImpressionMetrics(metrics.registry),
             settings.impression_buffer,

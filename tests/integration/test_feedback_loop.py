@@ -167,9 +167,7 @@ def test_the_loop_names_the_trained_model_and_a_killed_feedback_service_loses_an
     simulator = UserSimulator(products, catalog.complementary_map, seed=5)
     users = simulator.users(USERS)
 
-    recorder = ImpressionRecorder(
-        lambda: make_producer(kafka_settings), topics.interactions, ImpressionMetrics()
-    )
+    recorder = ImpressionRecorder(kafka_settings, topics.interactions, ImpressionMetrics())
     recorder.start()
     events = InteractionPublisher(make_producer(kafka_settings), topics.interactions)
     raw = make_producer(kafka_settings)
