@@ -15,7 +15,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from _common import percentiles, write_result
 from _loadgen import run_load
 from _recommender_world import catalog, ensure_shard
-from recommender import workload
+from recommender import start_server, workload
 
 from vitrine.data.synthetic import COMPLEMENTARY_MAP
 from vitrine.feedback.pipeline import FeedbackTopics
@@ -36,27 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start(cache: Path, args: argparse.Namespace, bootstrap: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        str(REPO / "bench" / "_recommender_server.py"),
-        "--cache",
-        str(cache),
-        "--similar-model",
-        str(args.similar_model),
-        "--complementary-model",
-        str(args.complementary_model),
-        "--workers",
-        str(args.workers),
-    ]
-    if bootstrap:
-        cmd += ["--record-impressions", bootstrap]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("PORT "):
-        process.kill()
-        raise SystemExit(f"the benchmark server did not start: {line!r}")
-    return process, f"127.0.0.1:{int(line.split()[1])}"
+    return start_server(cache, args, ["--record-impressions", bootstrap] if bootstrap else [])
 
 
 def stop(process: subprocess.Popen[str]) -> str:

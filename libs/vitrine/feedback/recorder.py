@@ -131,6 +131,8 @@ class ImpressionRecorder:
     # -- the drain thread --------------------------------------------------------------------------
 
     def start(self) -> ImpressionRecorder:
+        with self._lock:
+            self._start_sender()  # now, not at the first request: its start-up costs a second of CPU
         self._thread = threading.Thread(target=self._run, name="impression-recorder", daemon=True)
         self._thread.start()
         return self

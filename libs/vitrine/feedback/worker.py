@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
+from kafka.structs import ConsumerGroupMetadata, TopicPartition
 
 from vitrine.feedback.changelog import restore_record
 from vitrine.feedback.pipeline import FeedbackOutcome, FeedbackPipeline
@@ -27,7 +27,15 @@ from vitrine.obs.metrics import FeedbackMetrics
 from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
-from vitrine.stream.worker import TRANSIENT, BatchPolicy
+from vitrine.stream.worker import (
+    TRANSIENT,
+    BatchPolicy,
+    batch_offsets,
+    collect_batch,
+    first_offsets,
+    request_rejoin,
+    resume_interrupted_rebalance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +88,7 @@ class FeedbackWorker:
         try:
             while not self.stop_event.is_set():
                 batch = self._next_batch()
-                _resume_interrupted_rebalance(self.consumer)
+                resume_interrupted_rebalance(self.consumer)
                 if self._assignment_changed.is_set():
                     self._assignment_changed.clear()
                     # records fetched around a rebalance are refetched once the states are in place
@@ -171,7 +179,7 @@ class FeedbackWorker:
         group = self._batch_group
         if group is None or group.generation_id < 0:
             self._rewind(batch)
-            _request_rejoin(self.consumer)
+            request_rejoin(self.consumer)
             return FeedbackOutcome()
         txn = self.transactions
         delay = self.policy.retry_backoff_ms / 1000
@@ -180,13 +188,13 @@ class FeedbackWorker:
                 txn.begin()
                 outcome = self.pipeline.process(batch, self._caught_up(batch))
                 txn.flush()
-                txn.commit(_offsets(batch), group)
+                txn.commit(batch_offsets(batch), group)
                 self._record(outcome)
                 return outcome
             except GROUP_MOVED_ON as e:
                 self._abort("group_moved_on")
                 self._forget(batch)
-                _request_rejoin(self.consumer)
+                request_rejoin(self.consumer)
                 log.warning("batch of %d aborted: the group moved on (%s)", len(batch), e)
                 self._assignment_changed.set()
                 return FeedbackOutcome()
@@ -244,39 +252,17 @@ class FeedbackWorker:
 
     def _rewind(self, batch: list[SourceRecord]) -> None:
         assigned = self.consumer.assignment()
-        first: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
-        for tp, offset in first.items():
+        for tp, offset in first_offsets(batch).items():
             if tp in assigned:
                 with contextlib.suppress(Exception):
                     self.consumer.seek(tp, offset)
 
     def _next_batch(self) -> list[SourceRecord]:
-        policy = self.policy
-        batch: list[SourceRecord] = []
-        deadline: float | None = None
-        while len(batch) < policy.max_records and not self.stop_event.is_set():
-            if deadline is None:
-                timeout_ms = policy.poll_timeout_ms
-            else:
-                timeout_ms = int((deadline - time.monotonic()) * 1000)
-                if timeout_ms <= 0:
-                    break
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=policy.max_records - len(batch))
-            for records in polled.values():
-                batch.extend(
-                    SourceRecord(
-                        r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ())
-                    )
-                    for r in records
-                )
-            if batch and deadline is None:
-                deadline = time.monotonic() + policy.max_wait_ms / 1000
-                self._batch_group = self.consumer.group_metadata()
-            if not batch or self._assignment_changed.is_set():
-                break
+        batch, group = collect_batch(
+            self.consumer, self.policy, self.stop_event, self._assignment_changed.is_set
+        )
+        if group is not None:
+            self._batch_group = group
         return batch
 
     def _update_lag(self) -> None:
@@ -286,27 +272,3 @@ class FeedbackWorker:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
                     max(0, high - self.consumer.position(tp))
                 )
-
-
-def _offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
-    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-    for r in batch:
-        tp = TopicPartition(r.topic, r.partition)
-        if tp not in offsets or offsets[tp].offset <= r.offset:
-            offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-    return offsets
-
-
-def _request_rejoin(consumer: KafkaConsumer) -> None:
-    """The coordinator refused this member's generation: rejoin at the next poll() (no public API)."""
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is not None and hasattr(coordinator, "request_rejoin"):
-        coordinator.request_rejoin()
-
-
-def _resume_interrupted_rebalance(consumer: KafkaConsumer) -> None:
-    """kafka-python 3.0.12 can leave a consumer without partitions when a poll() timeout interrupts a
-    rebalance (see `EncoderWorker._resume_interrupted_rebalance`): ask for the rejoin to finish."""
-    coordinator = getattr(consumer, "_coordinator", None)
-    if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
-        coordinator.request_rejoin()  # type: ignore[union-attr]

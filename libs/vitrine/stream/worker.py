@@ -167,19 +167,7 @@ class EncoderWorker:
             log.info("encoder stopped")
 
     def _resume_interrupted_rebalance(self) -> None:
-        """Work around a kafka-python 3.0.12 bug that leaves a consumer with no partitions.
-
-        When a rebalance is triggered by a metadata change (typically right after start: the first
-        assignment was made before the topic's partitions were known), the leader's assignment makes
-        `need_rejoin()` false again while its SyncGroup is still in flight. If the poll() that drives
-        the rebalance times out at that moment, the next poll() sees no need to rejoin and never
-        completes the pending join: the assignment stays empty, nothing is consumed, until some
-        other rebalance happens (seen under CPU load: 5 minutes without a record). Asking for a
-        rejoin makes the next poll() finish it (or join again)."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
-            log.info("resuming a rebalance that a poll() timeout interrupted")
-            coordinator.request_rejoin()  # type: ignore[union-attr]
+        resume_interrupted_rebalance(self.consumer)
 
     def _process_until_done(self, batch: list[SourceRecord]) -> BatchOutcome | None:
         """Process a batch, retrying with capped exponential backoff while the broker or the index is
@@ -274,59 +262,20 @@ class EncoderWorker:
                     self.consumer.seek(tp, first)
 
     def _rejoin(self) -> None:
-        """The coordinator refused this member's generation: rejoin the group at the next poll()
-        (which joins before it fetches), as kafka-python does itself when a plain offset commit is
-        refused. Otherwise the consumer would go on fetching under the stale generation until its
-        heartbeat notices, up to heartbeat.interval.ms later, and each of those batches would be
-        encoded, written and aborted in vain."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
-            coordinator.request_rejoin()
+        request_rejoin(self.consumer)
 
     @staticmethod
     def _first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
-        first: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in first or r.offset < first[tp]:
-                first[tp] = r.offset
-        return first
+        return first_offsets(batch)
 
     @staticmethod
     def _offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        return offsets
+        return batch_offsets(batch)
 
     def _next_batch(self) -> list[SourceRecord]:
-        policy = self.policy
-        batch: list[SourceRecord] = []
-        deadline: float | None = None
-        while len(batch) < policy.max_records and not self.stop_event.is_set():
-            if deadline is None:
-                timeout_ms = policy.poll_timeout_ms
-            else:
-                timeout_ms = int((deadline - time.monotonic()) * 1000)
-                if timeout_ms <= 0:
-                    break
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=policy.max_records - len(batch))
-            for records in polled.values():
-                batch.extend(
-                    SourceRecord(
-                        r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ())
-                    )
-                    for r in records
-                )
-            if batch and deadline is None:
-                deadline = time.monotonic() + policy.max_wait_ms / 1000
-                # the membership these records were fetched under: the batch's transaction commits
-                # its offsets under it, so a rebalance or an eviction since then fences the batch
-                self._batch_group = self.consumer.group_metadata()
-            if not batch:
-                break  # nothing arrived within poll_timeout: give the stop flag a look
+        batch, group = collect_batch(self.consumer, self.policy, self.stop_event)
+        if group is not None:
+            self._batch_group = group
         return batch
 
     def _commit(self, batch: list[SourceRecord]) -> None:
@@ -376,3 +325,87 @@ class EncoderWorker:
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
                 max(0, highwater - self.consumer.position(tp))
             )
+
+
+# -- what every batch-transactional consume loop shares (the encoder's, the feedback service's) --------
+
+
+def collect_batch(
+    consumer: KafkaConsumer,
+    policy: BatchPolicy,
+    stop_event: threading.Event,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> tuple[list[SourceRecord], ConsumerGroupMetadata | None]:
+    """Poll a micro-batch (`policy`: size and wait caps), and the group membership its first records
+    were fetched under: a batch's transaction commits its offsets under it, so a rebalance or an
+    eviction since then fences the batch. `interrupted()` ends the batch early (e.g. a rebalance)."""
+    batch: list[SourceRecord] = []
+    group: ConsumerGroupMetadata | None = None
+    deadline: float | None = None
+    while len(batch) < policy.max_records and not stop_event.is_set():
+        if deadline is None:
+            timeout_ms = policy.poll_timeout_ms
+        else:
+            timeout_ms = int((deadline - time.monotonic()) * 1000)
+            if timeout_ms <= 0:
+                break
+        polled = consumer.poll(timeout_ms=timeout_ms, max_records=policy.max_records - len(batch))
+        for records in polled.values():
+            batch.extend(
+                SourceRecord(
+                    r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ())
+                )
+                for r in records
+            )
+        if batch and deadline is None:
+            deadline = time.monotonic() + policy.max_wait_ms / 1000
+            group = consumer.group_metadata()
+        if not batch or interrupted():
+            break  # nothing arrived within poll_timeout: give the stop flag a look
+    return batch, group
+
+
+def first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
+    first: dict[TopicPartition, int] = {}
+    for r in batch:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in first or r.offset < first[tp]:
+            first[tp] = r.offset
+    return first
+
+
+def batch_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit after a batch: one past its last record, per partition."""
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for r in batch:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in offsets or offsets[tp].offset <= r.offset:
+            offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+    return offsets
+
+
+def request_rejoin(consumer: KafkaConsumer) -> None:
+    """The coordinator refused this member's generation: rejoin the group at the next poll()
+    (which joins before it fetches), as kafka-python does itself when a plain offset commit is
+    refused. Otherwise the consumer would go on fetching under the stale generation until its
+    heartbeat notices, up to heartbeat.interval.ms later, and each of those batches would be
+    processed, written and aborted in vain."""
+    coordinator = getattr(consumer, "_coordinator", None)  # no public API for this
+    if coordinator is not None and hasattr(coordinator, "request_rejoin"):
+        coordinator.request_rejoin()
+
+
+def resume_interrupted_rebalance(consumer: KafkaConsumer) -> None:
+    """Work around a kafka-python 3.0.12 bug that leaves a consumer with no partitions.
+
+    When a rebalance is triggered by a metadata change (typically right after start: the first
+    assignment was made before the topic's partitions were known), the leader's assignment makes
+    `need_rejoin()` false again while its SyncGroup is still in flight. If the poll() that drives
+    the rebalance times out at that moment, the next poll() sees no need to rejoin and never
+    completes the pending join: the assignment stays empty, nothing is consumed, until some
+    other rebalance happens (seen under CPU load: 5 minutes without a record). Asking for a
+    rejoin makes the next poll() finish it (or join again)."""
+    coordinator = getattr(consumer, "_coordinator", None)  # no public API for this
+    if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
+        log.info("resuming a rebalance that a poll() timeout interrupted")
+        coordinator.request_rejoin()  # type: ignore[union-attr]
