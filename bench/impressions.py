@@ -38,6 +38,22 @@ def start(cache: Path, args: argparse.Namespace, bootstrap: str) -> tuple[subpro
     return start_server(cache, args, ["--record-impressions", bootstrap] if bootstrap else [])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (the impression sender), from /proc."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.is_file():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def stop(process: subprocess.Popen[str]) -> str:
     process.terminate()
     out, _ = process.communicate(timeout=60)
@@ -103,12 +119,22 @@ def main() -> None:
                         else (("on", on_target), ("off", off_target))
                     )
                     for label, target in order:
+                        pid = (off if label == "off" else on).pid
+                        cpu_before = cpu_seconds(pid)
                         load = run_load(target, "Similar", payloads, c, args.duration, warmup_s=args.warmup)
-                        row = {**percentiles(load.latencies_s), "rps": load.rps, "errors": load.errors}
+                        cpu = cpu_seconds(pid) - cpu_before  # warm-up included: per request below
+                        requests_done = load.rps * (args.duration + args.warmup)
+                        row = {
+                            **percentiles(load.latencies_s),
+                            "rps": load.rps,
+                            "errors": load.errors,
+                            "server_cpu_ms_per_request": 1000 * cpu / max(requests_done, 1),
+                        }
                         rows[str(c)][label].append(row)
                         print(
                             f"clients={c} round={r} {label:<3} p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms "
-                            f"{row['rps']:.0f} req/s (load {os.getloadavg()[0]:.1f})",
+                            f"{row['rps']:.0f} req/s, server CPU {row['server_cpu_ms_per_request']:.2f} ms/request "
+                            f"(load {os.getloadavg()[0]:.1f})",
                             flush=True,
                         )
         finally:
@@ -119,6 +145,7 @@ def main() -> None:
             p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in by.items()}
             p50 = {k: statistics.median(x["p50_ms"] for x in v) for k, v in by.items()}
             rps = {k: statistics.median(x["rps"] for x in v) for k, v in by.items()}
+            cpu = {k: statistics.median(x["server_cpu_ms_per_request"] for x in v) for k, v in by.items()}
             summary[c] = {
                 "p50_ms": p50,
                 "p99_ms": p99,
@@ -126,10 +153,13 @@ def main() -> None:
                 "p99_ratio": p99["on"] / p99["off"],
                 "p50_ratio": p50["on"] / p50["off"],
                 "rps_ratio": rps["on"] / rps["off"],
+                "server_cpu_ms_per_request": cpu,
+                "cpu_ratio": cpu["on"] / cpu["off"],
             }
             print(
                 f"clients={c}: p99 on/off {p99['on']:.2f}/{p99['off']:.2f} ms = {summary[c]['p99_ratio']:.3f}x; "
-                f"p50 {summary[c]['p50_ratio']:.3f}x; throughput {summary[c]['rps_ratio']:.3f}x"
+                f"p50 {summary[c]['p50_ratio']:.3f}x; throughput {summary[c]['rps_ratio']:.3f}x; "
+                f"server CPU per request (incl. the sender process) {summary[c]['cpu_ratio']:.3f}x"
             )
         recorded = [line for line in recorded_line.splitlines() if line.startswith("RECORDED")]
         write_result(

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from vitrine.errors import InvalidEventError
 from vitrine.feedback.attribution import ArmKey, AttributionConfig, PartitionState
@@ -44,7 +44,7 @@ class FeedbackOutcome:
     closed: int = 0
 
 
-class Sender:
+class Sender(Protocol):
     """What the pipeline writes through (a TransactionalProducer in the service)."""
 
     def send(self, topic: str, **kwargs: Any) -> Any: ...

@@ -276,7 +276,7 @@ def _sender_main(
             break
         kind, body = message
         if kind == "lists":
-            for e in body:
+            for e in body or ():
                 if time.monotonic() < down_until:  # the broker was unreachable a moment ago: fail fast
                     failed(RuntimeError("broker unavailable"))
                     continue

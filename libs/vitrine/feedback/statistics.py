@@ -33,8 +33,8 @@ from dataclasses import dataclass, fields
 from statistics import NormalDist
 from typing import Literal, Protocol
 
-METRICS = ("ctr", "conversion", "revenue_per_impression")
 Metric = Literal["ctr", "conversion", "revenue_per_impression"]
+METRICS: tuple[Metric, ...] = ("ctr", "conversion", "revenue_per_impression")
 
 
 @dataclass(slots=True)
@@ -139,7 +139,8 @@ def ratio_estimate(arm: ArmTotals, metric: Metric) -> RatioEstimate:
 
 
 class IntervalTest(Protocol):
-    alpha: float
+    @property
+    def alpha(self) -> float: ...
 
     def radius(self, variance: float) -> float: ...
 

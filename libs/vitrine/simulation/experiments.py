@@ -167,11 +167,11 @@ def simulate_experiments(
     if lift <= -1:
         raise ValueError("lift must be > -1 (a relative change of the click-through rate)")
     config = config or TrafficConfig()
-    test = test or SequentialTest()
+    chosen: IntervalTest = test or SequentialTest()
     rng = np.random.default_rng(seed)
     runs = []
     for i in range(experiments):
-        runs.append(simulate_run(config, lift, peeks, rng, test, metric))
+        runs.append(simulate_run(config, lift, peeks, rng, chosen, metric))
         if progress is not None:
             progress(i + 1)
     if lift == 0:
