@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import multiprocessing as mp
 import os
-import pickle
 import threading
 import time
 from collections import deque
@@ -150,7 +150,7 @@ class ImpressionRecorder:
             chunk = [queue.popleft() for _ in range(min(_CHUNK, len(queue)))]
             try:
                 with self._lock:
-                    self._send(("lists", chunk))
+                    self._send("lists", [_row(e) for e in chunk])
                     self._read_reports()
                 sent += len(chunk)
             except (OSError, EOFError, ValueError) as e:  # the sender process is gone: count, restart
@@ -168,11 +168,12 @@ class ImpressionRecorder:
         self.metrics.buffered.set(len(queue))
         return sent
 
-    def _send(self, message: tuple[str, Any]) -> None:
+    def _send(self, kind: str, body: Any) -> None:
+        """One message to the sender process: JSON (plain data, nothing that can execute code)."""
         if self._conn is None:
             self._start_sender()
         assert self._conn is not None
-        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self._conn.send_bytes(json.dumps([kind, body]).encode())
 
     def _read_reports(self, until: str | None = None, timeout_s: float = 0.0) -> None:
         """Take the sender's acknowledgement counts; with `until`, wait (up to timeout_s) for that reply."""
@@ -184,7 +185,7 @@ class ImpressionRecorder:
                 if until and time.monotonic() < deadline:
                     continue
                 return
-            kind, acked, failed = self._conn.recv()
+            kind, acked, failed = json.loads(self._conn.recv_bytes())
             if acked:
                 self.metrics.recorded.inc(acked)
             if failed:
@@ -221,7 +222,7 @@ class ImpressionRecorder:
             time.sleep(self.drain_interval_s)
         with self._lock:
             if self._conn is not None:
-                self._send(("flush", None))
+                self._send("flush", None)
                 self._read_reports("flushed", max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -232,13 +233,28 @@ class ImpressionRecorder:
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._send(("close", timeout_s))
+                    self._send("close", timeout_s)
                     self._read_reports("closed", timeout_s + 1)
                 except (OSError, EOFError) as e:
                     log.warning("closing the impression sender: %s", e)
             if self._process is not None:
                 self._process.join(timeout_s)
             self._reset()
+
+
+def _row(e: ShownEntry) -> list[Any]:
+    return [
+        e.recommendation_id,
+        e.unit_key,
+        e.placement,
+        e.experiment,
+        e.variant,
+        e.control_variant,
+        e.model_version,
+        e.task.value,
+        list(e.product_ids),
+        e.time_ns,
+    ]
 
 
 def _sender_main(
@@ -263,7 +279,7 @@ def _sender_main(
         with lock:
             a, f = counts["acked"], counts["failed"]
             counts["acked"] = counts["failed"] = 0
-        conn.send((kind, a, f))
+        conn.send_bytes(json.dumps([kind, a, f]).encode())
 
     producer = None
     last_report = time.monotonic()
@@ -271,31 +287,43 @@ def _sender_main(
     while True:
         try:
             ready = conn.poll(0.2)
-            message = pickle.loads(conn.recv_bytes()) if ready else ("idle", None)
+            message = json.loads(conn.recv_bytes()) if ready else ("idle", None)
         except (EOFError, OSError):  # the recommender is gone
             break
         kind, body = message
         if kind == "lists":
-            for e in body or ():
+            for row in body or ():
                 if time.monotonic() < down_until:  # the broker was unreachable a moment ago: fail fast
                     failed(RuntimeError("broker unavailable"))
                     continue
                 try:
                     if producer is None:
                         producer = make_producer(settings, **producer_config)
+                    (
+                        rec_id,
+                        unit_key,
+                        placement,
+                        experiment,
+                        variant,
+                        control,
+                        model_version,
+                        task,
+                        ids,
+                        time_ns,
+                    ) = row
                     value = impression_bytes(
-                        e.recommendation_id,
-                        e.unit_key,
-                        e.placement,
-                        e.time_ns,
-                        e.product_ids,
-                        e.experiment,
-                        e.variant,
-                        e.control_variant,
-                        e.model_version,
-                        e.task,
+                        rec_id,
+                        unit_key,
+                        placement,
+                        time_ns,
+                        ids,
+                        experiment,
+                        variant,
+                        control,
+                        model_version,
+                        Task(task),
                     )
-                    key = record_key(e.unit_key, e.recommendation_id).encode()
+                    key = record_key(unit_key, rec_id).encode()
                     future = producer.send(topic, key=key, value=value)
                     future.add_callback(acked)
                     future.add_errback(failed)
