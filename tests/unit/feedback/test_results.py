@@ -80,3 +80,20 @@ def test_simulate_experiment_prints_exactly_the_issue_s_json() -> None:
         subprocess.run([*cmd, "--lift", "0.5"], capture_output=True, text=True, check=True).stdout
     )
     assert isinstance(with_lift["power"], float)
+
+
+def test_the_service_exports_the_report_as_gauges() -> None:
+    from vitrine.feedback.view import ResultsView
+    from vitrine.obs.metrics import FeedbackMetrics
+
+    metrics = FeedbackMetrics()
+    view = ResultsView(None, "catalog.experiments", metrics)  # type: ignore[arg-type]  # export() reads no topic
+    view.results = results_of(lift=0.6)
+    view.export()
+    sample = metrics.registry.get_sample_value
+    arm = {"experiment": "exp", "variant": "b", "placement": "pdp"}
+    assert sample("vitrine_feedback_arm_units", arm) == 3600
+    assert sample("vitrine_feedback_lift", {**arm, "metric": "ctr", "bound": "lower"}) > 0
+    report = experiment_report(view.results)["experiments"][0]
+    (ctr,) = [c for c in report["comparisons"] if c["metric"] == "ctr"]
+    assert sample("vitrine_feedback_lift", {**arm, "metric": "ctr", "bound": "estimate"}) == ctr["lift"]
