@@ -6,8 +6,6 @@ writes a new complementary-prior version from the same log."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,10 +72,8 @@ def test_training_pairs_and_a_fresh_prior_come_from_the_interaction_log(
     for task in ("similar", "complementary"):
         assert task_pairs(mined, task, PairConfig()) == task_pairs(offline, task, PairConfig()), task
 
-    vitrine = [sys.executable, "-m", "vitrine.cli.main", "--log-level", "WARNING"]
     out = tmp_path / "model"
     train = [
-        *vitrine,
         "train",
         "--task",
         "similar",
@@ -88,14 +84,18 @@ def test_training_pairs_and_a_fresh_prior_come_from_the_interaction_log(
         "--untrained",
         "--no-progress",
     ]
-    summary = json.loads(subprocess.run(train, capture_output=True, text=True, check=True).stdout)
+    assert main(["--log-level", "WARNING", *train]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["pairs"]["train"] > 100
     assert json.loads((out / "model.json").read_text())["data"]
 
     complementary = tmp_path / "complementary"
     complementary.mkdir()
     ModelCard("complementary-t", "complementary", 8, True, "", {}, {}, {}).save(complementary)
-    assert main(["refresh-prior", "--model", str(complementary), "--dataset", spec]) == 0
+    assert (
+        main(["--log-level", "WARNING", "refresh-prior", "--model", str(complementary), "--dataset", spec])
+        == 0
+    )
     reply = json.loads(capsys.readouterr().out)
     prior = read_prior(complementary)
     assert prior is not None and prior.version == reply["prior_version"] and reply["pairs"] > 100
