@@ -27,7 +27,7 @@ from recommender import start_server, workload
 from vitrine.data.synthetic import COMPLEMENTARY_MAP
 from vitrine.feedback.pipeline import FeedbackTopics
 from vitrine.feedback.topics import ensure_feedback_topics
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.stream.broker import BrokerConfig, LocalKafkaBroker, free_port
 from vitrine.stream.kafka import KafkaSettings
 
@@ -81,8 +81,8 @@ def main() -> None:
         setattr(args, name, getattr(args, name).resolve())
     cache = (args.cache / str(args.items)).resolve()
     leaf, in_stock = catalog(cache, args.items)
-    models = {"similar": load_serving_model(args.similar_model, threads=1)}
-    models["complementary"] = load_serving_model(args.complementary_model, threads=1)
+    models = {"similar": load_inference_model(args.similar_model, threads=1)}
+    models["complementary"] = load_inference_model(args.complementary_model, threads=1)
     for name, m in models.items():
         ensure_shard(cache, name, m, args.items)
     # only Similar is measured; the synthetic catalogue's own map stands in for a complementary model's

@@ -23,15 +23,16 @@ import numpy as np
 import pytest
 from kafka.structs import TopicPartition
 
+from vitrine.api.servicer import new_recommendation_id
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.errors import InvalidEventError
 from vitrine.feedback.interactions import Interaction, InteractionType, decode_interaction
 from vitrine.feedback.pipeline import FeedbackTopics
 from vitrine.feedback.publisher import InteractionPublisher
-from vitrine.feedback.recorder import ImpressionRecorder, new_recommendation_id
+from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.feedback.results import experiment_report, read_results
 from vitrine.feedback.topics import ensure_feedback_topics
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import ImpressionMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.results import Task
@@ -144,7 +145,7 @@ def test_the_loop_names_the_trained_model_and_a_killed_feedback_service_loses_an
     # the catalogue the model was trained on, two rankers and shoppers who know what they like
     catalog = generate(SyntheticConfig(n_products=600))
     products = [p for p in catalog.products if p.availability.purchasable]
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     vectors = model.encode_items(products)
     popularity = Counter(
         i for group_ids in (*catalog.sessions, *catalog.baskets) for i in group_ids.product_ids

@@ -12,22 +12,22 @@ from pathlib import Path
 import pytest
 from kafka.structs import TopicPartition
 
+from vitrine.api.client import RecommenderClient, Similar
+from vitrine.api.server import create_grpc_server
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.feedback.interactions import InteractionType, decode_interaction
 from vitrine.feedback.pipeline import FeedbackTopics
 from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.feedback.topics import ensure_feedback_topics
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import ImpressionMetrics, RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
-from vitrine.serving.client import RecommenderClient, Similar
 from vitrine.serving.experiments import ExperimentRouter, Variant
-from vitrine.serving.grpc_server import create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.serving.results import Task
 from vitrine.stream.broker import free_port
 from vitrine.stream.kafka import KafkaSettings, make_consumer
+from vitrine.stream.pipeline import encode_products
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def snapshot(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingSnapshot]:
     products = list(generate(SyntheticConfig(n_products=300, seed=3, n_sessions=10, n_baskets=10)).products)
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     index = EdgeIndex(EdgeIndexConfig(tmp_path_factory.mktemp("impressions") / "edge", model.dim))
-    index.apply(indexed_items(model, products))
+    index.apply(encode_products(model, products))
     served = ServedModel("sim", model.model_version, model.task, index, model)
     router = ExperimentRouter([Variant("a", similar="sim"), Variant("b", similar="sim")], salt="exp-7")
     yield ServingSnapshot({"sim": served}, router)

@@ -18,7 +18,6 @@ import itertools
 import json
 import logging
 import multiprocessing as mp
-import os
 import threading
 import time
 from collections import deque
@@ -42,11 +41,6 @@ IMPRESSION_PRODUCER: dict[str, Any] = {
     "bootstrap_timeout_ms": 2000,
 }
 _CHUNK = 256  # lists per message to the sender process
-
-
-def new_recommendation_id() -> str:
-    """128 random bits as 32 hex digits (os.urandom: no UUID object on the request path)."""
-    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)

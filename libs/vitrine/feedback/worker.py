@@ -25,6 +25,7 @@ from vitrine.feedback.changelog import restore_record
 from vitrine.feedback.pipeline import FeedbackOutcome, FeedbackPipeline
 from vitrine.obs.metrics import FeedbackMetrics
 from vitrine.stream.kafka import require_read_committed
+from vitrine.stream.kafka_compat import request_rejoin
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 from vitrine.stream.worker import (
@@ -33,7 +34,6 @@ from vitrine.stream.worker import (
     batch_offsets,
     collect_batch,
     first_offsets,
-    request_rejoin,
     resume_interrupted_rebalance,
 )
 

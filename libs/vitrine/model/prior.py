@@ -4,7 +4,7 @@ The towers stay as trained; the map of which leaf categories go with which (and 
 weighs them) can be re-mined from recent purchases (`vitrine refresh-prior`) and written here as a new
 version. When the file is present it replaces the card's `complementary_map` / `category_prior`;
 the recommender re-reads it on SIGHUP and at its reload check, and swaps it in without a restart
-(`ServingModel.refresh_prior`). The file is replaced atomically, so a reader never sees half of one.
+(`InferenceModel.refresh_prior`). The file is replaced atomically, so a reader never sees half of one.
 """
 
 from __future__ import annotations
