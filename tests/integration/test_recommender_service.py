@@ -200,8 +200,12 @@ def test_a_refreshed_complementary_prior_is_swapped_in_on_sighup_without_failing
     complementary_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """`vitrine refresh-prior` writes a new map version next to the model; SIGHUP serves it, with the
-    same towers and index (no rebuild), while requests keep flowing."""
+    """`vitrine refresh-prior` writes a new map version next to the model; SIGHUP swaps it in, with the
+    same towers and index (no rebuild), while requests keep flowing.
+
+    Since issue 12 the served default Complementary list is one any-category query and reads no map,
+    so the swap is checked by the prior version the replica reports, not by the served categories
+    (the map plans the targets of `vitrine eval recommend --targets N`)."""
     local, _ = stack
     model = tmp_path / "complementary"  # a copy: the session's model directory stays as trained
     shutil.copytree(complementary_model_dir, model)
@@ -209,15 +213,12 @@ def test_a_refreshed_complementary_prior_is_swapped_in_on_sighup_without_failing
         "recommender-prior", config={"complementary_model_dir": model}, with_model_dir=True
     )
     laptop = next(p for p in catalog if p.leaf_category == "Laptops" and p.availability.purchasable)
-    by_id = {p.product_id: p for p in catalog}
-    trained = set(read_card(model).complementary_map["Laptops"])
-    assert "Ties" not in trained
     with RecommenderClient(replica.grpc_target, timeout_s=5) as client:
         wait_for(
             lambda: answers(lambda: client.complementary(laptop.product_id)) == grpc.StatusCode.OK, 120, "up"
         )
         before = client.complementary(laptop.product_id, limit=4)
-        assert {i.target_category for i in before.items} <= trained
+        assert "complementary prior prior-" not in replica.log_tail(200)
         failures: list[grpc.StatusCode] = []
         stop = threading.Event()
 
@@ -230,22 +231,18 @@ def test_a_refreshed_complementary_prior_is_swapped_in_on_sighup_without_failing
         worker = threading.Thread(target=keep_asking)
         worker.start()
         try:
-            ComplementaryPrior.new({"Laptops": ["Ties"]}, {}, {"dataset": "a test"}).save(model)
+            prior = ComplementaryPrior.new({"Laptops": ["Ties"]}, {}, {"dataset": "a test"})
+            prior.save(model)
             replica.hangup()
             wait_for(
-                lambda: (
-                    {i.target_category for i in client.complementary(laptop.product_id, limit=4).items}
-                    == {"Ties"}
-                ),
+                lambda: f"complementary prior {prior.version}" in replica.log_tail(200),
                 60,
-                "the refreshed prior is served",
+                "the refreshed prior is swapped in",
             )
         finally:
             stop.set()
             worker.join(10)
         after = client.complementary(laptop.product_id, limit=4)
     assert not failures
-    assert after.model_version == before.model_version
-    assert all(by_id[i.product_id].leaf_category == "Ties" for i in after.items)
-    assert "complementary prior prior-" in replica.log_tail(200)
+    assert after.model_version == before.model_version  # the same towers and index
     replica.terminate()

@@ -5,6 +5,8 @@ weighs them) can be re-mined from recent purchases (`vitrine refresh-prior`) and
 version. When the file is present it replaces the card's `complementary_map` / `category_prior`;
 the recommender re-reads it on SIGHUP and at its reload check, and swaps it in without a restart
 (`InferenceModel.refresh_prior`). The file is replaced atomically, so a reader never sees half of one.
+What reads the map: `InferenceModel.complementary_targets` (evaluation's planned targets); the served
+any-category Complementary query (vitrine.serving.complementary) does not.
 """
 
 from __future__ import annotations
