@@ -17,10 +17,12 @@ from pathlib import Path
 from _recommender_world import open_shard
 
 from vitrine.api.server import create_grpc_server
+from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.model.inference import load_inference_model
-from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.obs.metrics import ImpressionMetrics, RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
+from vitrine.stream.kafka import KafkaSettings
 
 
 def main() -> None:
@@ -30,6 +32,10 @@ def main() -> None:
     parser.add_argument("--complementary-model", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--model-threads", type=int, default=1, help="as the service's model_threads")
+    parser.add_argument(
+        "--record-impressions", default="", metavar="BOOTSTRAP", help="record impressions on this broker"
+    )
+    parser.add_argument("--interactions-topic", default="catalog.interactions")
     args = parser.parse_args()
 
     models = {}
@@ -43,7 +49,16 @@ def main() -> None:
         [Variant("default", similar="similar", complementary="complementary", inspire="similar")]
     )
     registry = ModelRegistry(ServingSnapshot(models, router))
-    server = create_grpc_server(registry, RecommenderMetrics(), "127.0.0.1:0", args.workers)
+    metrics = RecommenderMetrics()
+    recorder = None
+    if args.record_impressions:  # as the service wires it (services/recommender/service.py)
+        kafka = KafkaSettings(args.record_impressions, client_id="bench-impressions")
+        recorder = ImpressionRecorder(
+            kafka,
+            args.interactions_topic,
+            ImpressionMetrics(metrics.registry),
+        ).start()
+    server = create_grpc_server(registry, metrics, "127.0.0.1:0", args.workers, impressions=recorder)
     server.start()
     server.set_serving(True)
     print(f"PORT {server.port}", flush=True)
@@ -52,6 +67,12 @@ def main() -> None:
     while not stopped.wait(0.5):  # a bare wait() would not let the signal handler run
         pass
     server.stop(1)
+    if recorder is not None:
+        recorder.close()
+        print(
+            f"RECORDED {metrics.registry.get_sample_value('vitrine_recommender_impressions_recorded_total')}",
+            flush=True,
+        )
     registry.close()
     sys.exit(0)
 

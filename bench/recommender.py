@@ -172,7 +172,9 @@ def recall_at_10(shard: EdgeIndex, queries: list[SearchRequest], sample: int) ->
     return {"recall_at_10": float(np.mean(recalls)), "queries": len(recalls)}
 
 
-def start_server(cache: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    cache: Path, args: argparse.Namespace, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
     cmd = [
         sys.executable,
         str(REPO / "bench" / "_recommender_server.py"),
@@ -184,6 +186,7 @@ def start_server(cache: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
         str(args.complementary_model),
         "--workers",
         str(args.workers),
+        *extra,
     ]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None

@@ -17,9 +17,11 @@ from types import FrameType
 from vitrine.api.security import server_security
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError, VitrineError
-from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
+from vitrine.feedback.recorder import ImpressionRecorder
+from vitrine.obs.metrics import ImpressionMetrics, MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
+from vitrine.stream.kafka import KafkaSettings
 from vitrine_services.recommender.models import ModelLoader
 from vitrine_services.recommender.settings import RecommenderSettings
 
@@ -49,6 +51,7 @@ class RecommenderService:
     metrics_server: MetricsServer
     metrics: RecommenderMetrics
     reload_settings: Callable[[], RecommenderSettings] | None = None
+    recorder: ImpressionRecorder | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last_problem: str = field(default="", repr=False)
 
@@ -97,6 +100,7 @@ class RecommenderService:
             log.warning("a reload is already running; ignoring this one")
             return False
         try:
+            self.refresh_priors()
             new = settings if settings is not None else self._read_settings()
             if new is None:
                 return False
@@ -141,6 +145,7 @@ class RecommenderService:
         from what is served (the periodic check of `reload_check_s`)."""
         if self._reload_lock.locked():
             return False  # a reload is running; look again at the next check
+        self.refresh_priors()
         new = self._read_settings(quiet=True)
         if new is None:
             return False
@@ -176,8 +181,26 @@ class RecommenderService:
             self._last_problem = message
             log.error(message)
 
+    def refresh_priors(self) -> None:
+        """Swap in refreshed complementary priors (`vitrine refresh-prior`): no index is rebuilt."""
+        for m in self.registry.current.models.values():
+            if m.model is None:
+                continue
+            try:
+                if m.model.refresh_prior():
+                    log.info(
+                        "model %s (%s): complementary prior %s",
+                        m.name,
+                        m.model_version,
+                        m.model.prior_version,
+                    )
+            except VitrineError as e:
+                self._log_once(f"model {m.name}: keeping its complementary prior: {e}")
+
     def stop(self) -> None:
         self.grpc.stop(self.settings.shutdown_grace_s)
+        if self.recorder is not None:
+            self.recorder.close()  # after the last request: its lists are still sent
         self.registry.close()
         self.metrics_server.close()
 
@@ -251,6 +274,20 @@ def create_service(
     # the feeds start here and catch up in the background; SERVING waits for them (wait_ready)
     snapshot, _ = build_snapshot(loader, settings)
     registry = ModelRegistry(snapshot)
+    recorder = None
+    if settings.record_impressions:
+        kafka = KafkaSettings(
+            settings.kafka_bootstrap_servers,
+            client_id="vitrine-recommender-impressions",
+            security=settings.kafka_security(),
+        )
+        recorder = ImpressionRecorder(
+            kafka,
+            settings.interactions_topic,
+            ImpressionMetrics(metrics.registry),
+            settings.impression_buffer,
+        ).start()
+        log.info("recording impressions on %s", settings.interactions_topic)
     grpc_server = create_grpc_server(
         registry,
         metrics,
@@ -258,6 +295,7 @@ def create_service(
         settings.grpc_workers,
         interceptors=security.interceptors,
         credentials=security.credentials,
+        impressions=recorder,
     )
     log.info("recommender gRPC security: %s", security.describe())
     if security.is_open and settings.grpc_host not in ("127.0.0.1", "localhost", "::1"):
@@ -268,7 +306,7 @@ def create_service(
         "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
     )
     return RecommenderService(
-        settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings
+        settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings, recorder
     )
 
 

@@ -152,6 +152,20 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         description="max wait to catch up with the vectors topic (VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0, description="VITRINE_RECOMMENDER_SHUTDOWN_GRACE_S")
+    record_impressions: bool = Field(
+        True,
+        description="record every returned list on the interactions topic, off the request path (a full "
+        "buffer drops and counts, never blocks) (VITRINE_RECOMMENDER_RECORD_IMPRESSIONS)",
+    )
+    interactions_topic: str = Field(
+        "catalog.interactions", description="where impressions go (VITRINE_RECOMMENDER_INTERACTIONS_TOPIC)"
+    )
+    impression_buffer: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="lists waiting to be sent before new ones are dropped (VITRINE_RECOMMENDER_IMPRESSION_BUFFER)",
+    )
 
     # -- gRPC transport security and authentication (docs/OPERATIONS.md, "Security") --
     tls_cert_file: Path | None = Field(

@@ -5,6 +5,7 @@ a SIGHUP reload adds the complementary model and an experiment while requests ke
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from vitrine.api.client import RecommenderClient
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.model.card import read_card
+from vitrine.model.prior import ComplementaryPrior
 from vitrine.stack import LocalStack, ServiceProcess
 from vitrine.stream.publisher import CatalogPublisher
 
@@ -190,3 +192,57 @@ def test_a_changed_configuration_is_picked_up_without_a_signal(
         wait_for(lambda: client.similar(mug, limit=1, unit_key="u1").variant == "only-arm", 30, "picked up")
         assert client.inspire(history=[mug], limit=3).variant == "only-arm"
     poller.terminate()
+
+
+def test_a_refreshed_complementary_prior_is_swapped_in_on_sighup_without_failing_a_request(
+    stack: tuple[LocalStack, ServiceProcess],
+    catalog: list[Product],
+    complementary_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """`vitrine refresh-prior` writes a new map version next to the model; SIGHUP swaps it in, with the
+    same towers and index (no rebuild), while requests keep flowing.
+
+    Since issue 12 the served default Complementary list is one any-category query and reads no map,
+    so the swap is checked by the prior version the replica reports, not by the served categories
+    (the map plans the targets of `vitrine eval recommend --targets N`)."""
+    local, _ = stack
+    model = tmp_path / "complementary"  # a copy: the session's model directory stays as trained
+    shutil.copytree(complementary_model_dir, model)
+    replica = local.start_recommender(
+        "recommender-prior", config={"complementary_model_dir": model}, with_model_dir=True
+    )
+    laptop = next(p for p in catalog if p.leaf_category == "Laptops" and p.availability.purchasable)
+    with RecommenderClient(replica.grpc_target, timeout_s=5) as client:
+        wait_for(
+            lambda: answers(lambda: client.complementary(laptop.product_id)) == grpc.StatusCode.OK, 120, "up"
+        )
+        before = client.complementary(laptop.product_id, limit=4)
+        assert "complementary prior prior-" not in replica.log_tail(200)
+        failures: list[grpc.StatusCode] = []
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                code = answers(lambda: client.complementary(laptop.product_id, limit=4))
+                if code != grpc.StatusCode.OK:
+                    failures.append(code)
+
+        worker = threading.Thread(target=keep_asking)
+        worker.start()
+        try:
+            prior = ComplementaryPrior.new({"Laptops": ["Ties"]}, {}, {"dataset": "a test"})
+            prior.save(model)
+            replica.hangup()
+            wait_for(
+                lambda: f"complementary prior {prior.version}" in replica.log_tail(200),
+                60,
+                "the refreshed prior is swapped in",
+            )
+        finally:
+            stop.set()
+            worker.join(10)
+        after = client.complementary(laptop.product_id, limit=4)
+    assert not failures
+    assert after.model_version == before.model_version  # the same towers and index
+    replica.terminate()

@@ -77,6 +77,7 @@ class Similar:
     filters: Filters = field(default_factory=Filters)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""  # recorded with the list's impression (default: "similar")
 
     def to_proto(self) -> pb.SimilarRequest:
         return pb.SimilarRequest(
@@ -85,6 +86,7 @@ class Similar:
             filters=self.filters.to_proto(),
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -97,6 +99,7 @@ class Complementary:
     filters: Filters = field(default_factory=Filters)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""
 
     def to_proto(self) -> pb.ComplementaryRequest:
         return pb.ComplementaryRequest(
@@ -106,6 +109,7 @@ class Complementary:
             filters=self.filters.to_proto(),
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -123,6 +127,7 @@ class Inspire:
     mmr_diversity: float | None = None  # None = server default (0.5)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""
 
     def to_proto(self) -> pb.InspireRequest:
         views = []
@@ -149,6 +154,7 @@ class Inspire:
             diversity=diversity,
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -175,6 +181,8 @@ class RecommendationList:
     items: list[Recommendation]
     model_version: str
     variant: str
+    # send it back with the clicks and purchases this list leads to (vitrine.feedback.publisher)
+    recommendation_id: str = ""
 
     @property
     def ids(self) -> list[str]:
@@ -218,10 +226,11 @@ class RecommenderClient:
         filters: Filters | None = None,
         unit_key: str = "",
         variant: str = "",
+        placement: str = "",
     ) -> RecommendationList:
         """Substitutes of `product_id` (in the index) or of an inline `product`."""
         f = filters or Filters(include_out_of_stock=include_out_of_stock)
-        request = Similar(product_id, limit, product, f, unit_key, variant).to_proto()
+        request = Similar(product_id, limit, product, f, unit_key, variant, placement).to_proto()
         return _to_list(self._call(lambda t: self._stub.Similar(request, timeout=t), timeout_s))
 
     def complementary(
@@ -235,10 +244,11 @@ class RecommenderClient:
         unit_key: str = "",
         variant: str = "",
         timeout_s: float | None = None,
+        placement: str = "",
     ) -> RecommendationList:
         """What goes with a product, interleaved across target categories (the model's map by default)."""
         request = Complementary(
-            product_id, limit, product, target_categories, filters or Filters(), unit_key, variant
+            product_id, limit, product, target_categories, filters or Filters(), unit_key, variant, placement
         ).to_proto()
         return _to_list(self._call(lambda t: self._stub.Complementary(request, timeout=t), timeout_s))
 
@@ -256,6 +266,7 @@ class RecommenderClient:
         unit_key: str = "",
         variant: str = "",
         timeout_s: float | None = None,
+        placement: str = "",
     ) -> list[RecommendationList | BatchError]:
         """Several lists in one call, all from the same variant; one result per request, in order."""
         entries = []
@@ -266,7 +277,7 @@ class RecommenderClient:
                 entries.append(pb.RecommendRequest(complementary=r.to_proto()))
             else:
                 entries.append(pb.RecommendRequest(inspire=r.to_proto()))
-        request = pb.BatchRequest(requests=entries, unit_key=unit_key, variant=variant)
+        request = pb.BatchRequest(requests=entries, unit_key=unit_key, variant=variant, placement=placement)
         reply = self._call(lambda t: self._stub.Batch(request, timeout=t), timeout_s)
         return [
             _to_list(r.response) if r.code == 0 else BatchError(grpc.StatusCode(_status(r.code)), r.error)
@@ -326,4 +337,5 @@ def _to_list(response: pb.RecommendResponse) -> RecommendationList:
         ],
         response.model_version,
         response.variant,
+        response.recommendation_id,
     )

@@ -48,6 +48,7 @@ class RequestLimits:
 class Routing:
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""  # recorded with the list's impression; "" = the task's name
 
 
 class RequestParser:
@@ -109,11 +110,13 @@ class RequestParser:
             mmr_diversity=float(diversity),
         )
 
-    def routing(self, unit_key: str, variant: str) -> Routing:
-        for name, value in (("unit_key", unit_key), ("variant", variant)):
+    def routing(self, unit_key: str, variant: str, placement: str = "") -> Routing:
+        for name, value in (("unit_key", unit_key), ("variant", variant), ("placement", placement)):
             if len(value) > self.limits.max_name_chars:
                 raise InvalidRequestError(f"{name} is longer than {self.limits.max_name_chars} characters")
-        return Routing(unit_key, variant)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in placement):
+            raise InvalidRequestError("placement must not contain control characters")
+        return Routing(unit_key, variant, placement)
 
     def batch_size(self, n: int) -> None:
         if not 1 <= n <= self.limits.max_batch:

@@ -16,7 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vitrine.api.requests import RequestLimits
-from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
+from vitrine.api.servicer import (
+    ImpressionSink,
+    RecommenderServicer,
+    SnapshotSource,
+    add_recommender_servicer,
+)
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.v1 import recommender_pb2
 
@@ -54,6 +59,7 @@ def create_grpc_server(
     limits: RequestLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    impressions: ImpressionSink | None = None,
 ) -> GrpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
@@ -63,7 +69,7 @@ def create_grpc_server(
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)
-    add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits, impressions), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
         "--dataset",
         required=True,
         metavar="KIND:PATH[,KIND:PATH]",
-        help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N (comma-separated to combine)",
+        help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N, "
+        "interactions:kafka://HOST:PORT[?days=N] (the interaction log; comma-separated to combine)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="model directory to write")
     parser.add_argument(

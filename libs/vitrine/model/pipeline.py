@@ -63,7 +63,7 @@ def prepare_features(
 def _dataset_record(spec: DatasetSpec, dataset: Dataset) -> dict[str, Any]:
     return {
         "spec": spec.label,
-        "path": spec.path if spec.kind == "synthetic" else str(Path(spec.path).resolve()),
+        "path": spec.path if spec.kind in ("synthetic", "interactions") else str(Path(spec.path).resolve()),
         "products": len(dataset.products),
         "reports": [r.to_dict() for r in dataset.reports],
     }

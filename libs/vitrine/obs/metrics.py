@@ -120,6 +120,112 @@ class RecommenderMetrics:
         )
 
 
+class ImpressionMetrics:
+    """The recommender's impression recording (vitrine.feedback.recorder), in the recommender's registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.recorded = Counter(
+            "vitrine_recommender_impressions_recorded_total",
+            "Returned lists recorded on the interactions topic (acknowledged)",
+            registry=r,
+        )
+        self.dropped = Counter(
+            "vitrine_recommender_impressions_dropped_total",
+            "Returned lists not recorded: buffer_full (the sender is behind) or send_failed",
+            ["reason"],
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "vitrine_recommender_impressions_buffered", "Lists waiting to be sent", registry=r
+        )
+
+
+class FeedbackMetrics:
+    """The feedback service: processing of catalog.interactions (per instance) and the experiments'
+    results (`vitrine_feedback_arm_*`, `vitrine_feedback_lift*`: computed from every partition's
+    results, so every instance exports the same values; dashboards take `max` over instances)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "vitrine_feedback_records_consumed_total", "Interaction records consumed", registry=r
+        )
+        self.interactions = Counter(
+            "vitrine_feedback_interactions_total", "Valid interactions by type", ["type"], registry=r
+        )
+        self.attribution = Counter(
+            "vitrine_feedback_attribution_total",
+            "What happened to each valid interaction: counted, organic, unknown_recommendation, "
+            "outside_window, not_in_list, duplicate, repeat_click, not_randomised, late_impression",
+            ["outcome"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "vitrine_feedback_dead_lettered_total",
+            "Interactions sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.batches = Counter("vitrine_feedback_batches_total", "Batches committed", registry=r)
+        self.retries = Counter(
+            "vitrine_feedback_retries_total", "Batches retried after a Kafka error", registry=r
+        )
+        self.transactions_aborted = Counter(
+            "vitrine_feedback_transactions_aborted_total",
+            "Batch transactions aborted, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "vitrine_feedback_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
+        )
+        self.open_lists = Gauge(
+            "vitrine_feedback_open_lists",
+            "Impressions inside their attribution window (state held)",
+            registry=r,
+        )
+        self.closed_lists = Counter(
+            "vitrine_feedback_closed_lists_total", "Impressions whose attribution window closed", registry=r
+        )
+        self.restore_seconds = Histogram(
+            "vitrine_feedback_restore_seconds",
+            "Time to restore a partition's state from the changelog",
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        arm = ["experiment", "variant", "placement"]
+        self.arm_units = Gauge(
+            "vitrine_feedback_arm_units", "Units (unit keys) with an impression", arm, registry=r
+        )
+        self.arm_impressions = Gauge("vitrine_feedback_arm_impressions", "Lists shown", arm, registry=r)
+        self.arm_clicks = Gauge(
+            "vitrine_feedback_arm_clicks", "Attributed clicks (distinct items per list)", arm, registry=r
+        )
+        self.arm_conversions = Gauge(
+            "vitrine_feedback_arm_conversions", "Attributed purchases", arm, registry=r
+        )
+        self.arm_revenue = Gauge("vitrine_feedback_arm_revenue", "Attributed purchase value", arm, registry=r)
+        self.arm_rate = Gauge(
+            "vitrine_feedback_arm_rate",
+            "Per-impression rate of a metric (ctr, conversion, revenue_per_impression) with its always-valid "
+            "interval (bound: estimate, lower, upper)",
+            [*arm, "metric", "bound"],
+            registry=r,
+        )
+        self.lift = Gauge(
+            "vitrine_feedback_lift",
+            "Relative lift of a variant over the experiment's control, with its always-valid interval",
+            [*arm, "metric", "bound"],
+            registry=r,
+        )
+        self.p_value = Gauge(
+            "vitrine_feedback_lift_p_value", "Always-valid p-value of no lift", [*arm, "metric"], registry=r
+        )
+
+
 @dataclass
 class MetricsServer:
     server: WSGIServer

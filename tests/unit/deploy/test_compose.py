@@ -18,6 +18,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from vitrine.feedback.pipeline import FeedbackTopics
+from vitrine.feedback.topics import interaction_topics
 from vitrine.stream.kafka import TopicNames
 from vitrine.stream.topics import catalog_topics
 from vitrine_services.encoder.settings import EncoderSettings
@@ -95,6 +97,7 @@ def test_the_stack_has_every_part_the_issue_asks_for(services: dict[str, Any]) -
         "qdrant",
         "encoder",
         "recommender",
+        "feedback",
         "prometheus",
         "grafana",
     }
@@ -183,12 +186,12 @@ def test_kafka_init_creates_the_topics_the_services_use_with_the_code_s_configur
         partitions = int(words[words.index("--partitions") + 1])
         configs = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--config")
         created[topic] = (partitions, configs)
-    specs = {s.name: s for s in catalog_topics(TopicNames())}
+    specs = {s.name: s for s in (*catalog_topics(TopicNames()), *interaction_topics(FeedbackTopics()))}
     assert set(created) == set(specs)
     for name, spec in specs.items():
         partitions, configs = created[name]
         assert configs == dict(spec.config), f"{name}: configuration differs from vitrine.stream.topics"
-        if name == TopicNames().dead_letters:
+        if name in (TopicNames().dead_letters, FeedbackTopics().dead_letters):
             assert partitions == spec.partitions
     assert created[TopicNames().products][0] == created[TopicNames().vectors][0]
     enc = _env(services["encoder"])
