@@ -81,12 +81,20 @@ class RecordingIndex:
 
 
 def workload(
-    leaf: np.ndarray, in_stock: np.ndarray, cmap: dict[str, list[str]], n_queries: int, seed: int = 7
+    leaf: np.ndarray,
+    in_stock: np.ndarray,
+    cmap: dict[str, list[str]],
+    n_queries: int,
+    seed: int = 7,
+    similar_only: bool = False,
 ) -> dict[str, list[Any]]:
     """Requests per method: random in-stock anchors; complementary anchors from mapped categories;
     histories of 4 views over 2-3 categories."""
     rng = random.Random(seed)
     n = len(leaf)
+    if similar_only:
+        anchors = [i for i in (rng.randrange(n) for _ in range(n_queries * 3)) if in_stock[i]][:n_queries]
+        return {"Similar": [pb.SimilarRequest(product_id=product_id(i), limit=10) for i in anchors]}
     by_leaf: dict[int, list[int]] = {}
     for i in range(min(n, 400_000)):  # enough anchors per category without scanning 1M in Python
         if in_stock[i]:
@@ -153,6 +161,7 @@ def in_process(
     seconds = time.perf_counter() - started
     return {
         "ann": percentiles(ann),
+        "ann_mean_ms": 1000 * float(np.mean(ann)),
         "task": percentiles(task),
         "task_rps": len(task) / seconds,
         "queries": queries,

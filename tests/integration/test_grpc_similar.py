@@ -138,3 +138,34 @@ def test_health_reports_serving_and_reflection_lists_the_service(server) -> None
     )
     services = {s.name for r in responses for s in r.list_services_response.service}
     assert {"vitrine.v1.Recommender", "grpc.health.v1.Health"} <= services
+
+
+def test_a_second_server_shares_the_port_and_the_connections(index: EdgeIndex) -> None:
+    """The process-per-core layout (docs/OPERATIONS.md): servers bound to one port with SO_REUSEPORT,
+    the kernel spreading new connections over them. Without SO_REUSEPORT the second bind fails
+    (gRPC raises; control run: with the option at 0 this test fails so) and the layout is impossible."""
+    first_metrics, second_metrics = RecommenderMetrics(), RecommenderMetrics()
+    first = create_grpc_server(index_only_registry(index, "m", "A"), first_metrics)
+    second = create_grpc_server(
+        index_only_registry(index, "m", "A"), second_metrics, address=f"127.0.0.1:{first.port}"
+    )
+    assert second.port == first.port
+    for s in (first, second):
+        s.start()
+    try:
+        for _ in range(40):  # a new connection each time: the kernel picks a listener per connection
+            # (a channel of its own subchannel pool: channels of one process otherwise share one)
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(f"127.0.0.1:{first.port}", options=options) as channel:
+                stub = recommender_pb2_grpc.RecommenderStub(channel)
+                assert len(stub.Similar(recommender_pb2.SimilarRequest(product_id="p3"), timeout=5).items)
+    finally:
+        for s in (first, second):
+            s.stop(0)
+    labels = {"method": "Similar", "code": "OK", "variant": "A"}
+    served = [
+        m.registry.get_sample_value("vitrine_recommender_requests_total", labels) or 0
+        for m in (first_metrics, second_metrics)
+    ]
+    assert sum(served) == 40
+    assert min(served) > 0, f"every connection went to one server: {served}"

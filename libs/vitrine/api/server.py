@@ -58,8 +58,14 @@ def create_grpc_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
         interceptors=list(interceptors),
-        # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
-        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+        options=[
+            # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # gRPC's default on Linux too, stated because the process-per-core layout relies on it:
+            # several recommender processes bind one port and the kernel spreads connections over
+            # them (docs/OPERATIONS.md, "Several processes on one host")
+            ("grpc.so_reuseport", 1),
+        ],
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)

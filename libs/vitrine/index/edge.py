@@ -40,6 +40,9 @@ class EdgeIndexConfig:
     # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
     # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
     wal: bool = True
+    # Threads of the shard's search pool, which searches a query's segments in parallel; None =
+    # Qdrant Edge's default (derived from the CPUs it sees); 1 = searched in the calling thread.
+    search_threads: int | None = None
 
 
 class EdgeIndex(IndexAdapter):
@@ -70,6 +73,7 @@ class EdgeIndex(IndexAdapter):
                 indexing_threshold=full_scan_threshold_kb(config.indexing_threshold_points, config.dim)
             ),
             wal_enabled=config.wal,
+            max_search_threads=config.search_threads,
         )
         try:
             if config.path.exists() and any(config.path.iterdir()):

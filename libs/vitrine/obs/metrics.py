@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -118,6 +119,20 @@ class RecommenderMetrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        # (method, code, variant) -> the bound counter and histogram children: `labels()` validates,
+        # joins and locks on every call, which cost more than the counting it guards (issue 19).
+        # Bounded: methods and codes are fixed sets, variants come from the configuration.
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, code: str, variant: str, seconds: float) -> None:
+        """Count and time one request under its method, status code name and variant."""
+        key = (method, code, variant)
+        children = self._request_children.get(key)
+        if children is None:  # first of its kind; a concurrent first binds the same children
+            children = (self.requests.labels(method, code, variant), self.latency.labels(method, variant))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 @dataclass
