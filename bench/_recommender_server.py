@@ -43,7 +43,12 @@ def main() -> None:
         default="similar",
         help="the similar model's shard folder in the cache (a shard is opened by one process at a time)",
     )
-    parser.add_argument("--search-threads", type=int, default=None, help="the shard's search pool")
+    parser.add_argument(
+        "--search-threads",
+        type=int,
+        default=None,
+        help="the shard's search pool (default: the library's; 0 = Qdrant Edge's own pool)",
+    )
     args = parser.parse_args()
 
     models = {}

@@ -40,9 +40,11 @@ class EdgeIndexConfig:
     # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
     # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
     wal: bool = True
-    # Threads of the shard's search pool, which searches a query's segments in parallel; None =
-    # Qdrant Edge's default (derived from the CPUs it sees); 1 = searched in the calling thread.
-    search_threads: int | None = None
+    # Threads of the shard's search pool, which searches a query's segments in parallel. 1 (default)
+    # = searched in the calling thread: requests already run in parallel on the gRPC handler threads,
+    # and handing each query to a pool cost more CPU than it saved (bench/serving_overhead.py, issue
+    # 19); 0 or None = Qdrant Edge's default pool (derived from the CPUs it sees).
+    search_threads: int | None = 1
 
 
 class EdgeIndex(IndexAdapter):
@@ -73,7 +75,7 @@ class EdgeIndex(IndexAdapter):
                 indexing_threshold=full_scan_threshold_kb(config.indexing_threshold_points, config.dim)
             ),
             wal_enabled=config.wal,
-            max_search_threads=config.search_threads,
+            max_search_threads=config.search_threads or None,
         )
         try:
             if config.path.exists() and any(config.path.iterdir()):
