@@ -98,23 +98,30 @@ class RecommenderMetrics:
         self.items = Gauge(
             "vitrine_recommender_index_items", "Live items in the local index", ["model"], registry=r
         )
+        # every per-model series carries `model` (the model version, as on index_items): a replica
+        # serving two models runs two feeds, and one series for both would hide the lagging one
         self.applied = Counter(
             "vitrine_recommender_vectors_applied_total",
             "Vector changes applied to the local index",
-            ["op"],
+            ["model", "op"],
             registry=r,
         )
         self.feed_stale = Counter(
             "vitrine_recommender_vectors_stale_total",
             "Vector changes not newer than the local index",
+            ["model"],
             registry=r,
         )
         self.feed_lag = Gauge(
-            "vitrine_recommender_feed_lag", "Vector records behind the log end", ["partition"], registry=r
+            "vitrine_recommender_feed_lag",
+            "Vector records behind the log end",
+            ["model", "partition"],
+            registry=r,
         )
         self.freshness = Histogram(
             "vitrine_recommender_event_to_indexed_seconds",
             "Catalogue event time to searchable in this replica",
+            ["model"],
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
