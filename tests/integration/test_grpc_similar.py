@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support.serving import index_only_registry
 
-from vitrine.api.client import RecommenderClient
+from vitrine.api.client import Filters, RecommenderClient
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
@@ -70,6 +70,16 @@ def test_out_of_stock_items_are_returned_when_requested(server) -> None:
     grpc_server, _, _ = server
     with RecommenderClient(f"127.0.0.1:{grpc_server.port}") as client:
         assert "p1" in client.similar("p0", limit=50, include_out_of_stock=True).ids
+
+
+def test_include_out_of_stock_is_kept_when_filters_are_given_too(server) -> None:
+    # issue 17: client.similar(id, include_out_of_stock=True, filters=Filters(...)) dropped the flag
+    grpc_server, _, _ = server
+    with RecommenderClient(f"127.0.0.1:{grpc_server.port}") as client:
+        ids = client.similar("p0", 50, True, filters=Filters(exclude_product_ids=["p3"])).ids
+        assert "p1" in ids and "p3" not in ids
+        flagged = Filters(include_out_of_stock=True, exclude_product_ids=["p3"])
+        assert "p1" in client.similar("p0", limit=50, filters=flagged).ids
 
 
 def test_default_limit_is_ten(server) -> None:

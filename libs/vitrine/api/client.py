@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, TypeVar
 
@@ -219,8 +219,11 @@ class RecommenderClient:
         unit_key: str = "",
         variant: str = "",
     ) -> RecommendationList:
-        """Substitutes of `product_id` (in the index) or of an inline `product`."""
-        f = filters or Filters(include_out_of_stock=include_out_of_stock)
+        """Substitutes of `product_id` (in the index) or of an inline `product`. `include_out_of_stock`
+        also applies when `filters` are given (it adds to them; `Filters.include_out_of_stock` too)."""
+        f = filters or Filters()
+        if include_out_of_stock and not f.include_out_of_stock:
+            f = replace(f, include_out_of_stock=True)
         request = Similar(product_id, limit, product, f, unit_key, variant).to_proto()
         return _to_list(self._call(lambda t: self._stub.Similar(request, timeout=t), timeout_s))
 
