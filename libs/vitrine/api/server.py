@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from vitrine.api.reflection import enable_reflection
 from vitrine.api.requests import RequestLimits
 from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
 from vitrine.obs.metrics import RecommenderMetrics
@@ -66,9 +66,7 @@ def create_grpc_server(
     add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (RECOMMENDER_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((RECOMMENDER_SERVICE, HEALTH_SERVICE), server)
     # TLS when credentials are given (vitrine.api.security.server_security builds them)
     port = (
         server.add_secure_port(address, credentials)
