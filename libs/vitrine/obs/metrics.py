@@ -6,11 +6,14 @@ deploy/grafana and the alert rules in deploy/prometheus use exactly these names.
 
 from __future__ import annotations
 
+import errno
 import threading
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from vitrine.errors import PortInUseError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -141,7 +144,19 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve /metrics on addr:port (port 0 picks a free one; read it back from `.port`)."""
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+def serve_metrics(
+    registry: CollectorRegistry, port: int, addr: str = "0.0.0.0", setting: str = "the metrics port"
+) -> MetricsServer:
+    """Serve /metrics on addr:port (port 0 picks a free one; read it back from `.port`).
+
+    A taken port raises `PortInUseError` naming `setting` (what to change), not a bare OSError."""
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError(
+            f"cannot serve /metrics on {addr}:{port}: the address is in use (another process, e.g. a second "
+            f"service on this host, listens there); choose another port with {setting}, or 0 for any free one"
+        ) from e
     return MetricsServer(server, thread)
