@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from vitrine.api.accounting import StartedCalls
 from vitrine.api.reflection import enable_reflection
 from vitrine.api.requests import RequestLimits
 from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
@@ -59,7 +60,8 @@ def create_grpc_server(
 ) -> GrpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=list(interceptors),
+        # counted on arrival first, so even a call refused or dropped later is counted as started
+        interceptors=[StartedCalls(metrics, RECOMMENDER_SERVICE), *interceptors],
         options=[
             # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),

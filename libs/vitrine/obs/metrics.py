@@ -87,8 +87,17 @@ class RecommenderMetrics:
         r = self.registry
         self.requests = Counter(
             "vitrine_recommender_requests_total",
-            "gRPC requests by method, status code and experiment variant",
+            "gRPC requests handled, by method, status code and experiment variant (a call that finished "
+            "after its deadline counts as DEADLINE_EXCEEDED: its caller got that)",
             ["method", "code", "variant"],
+            registry=r,
+        )
+        self.started = Counter(
+            "vitrine_recommender_requests_started_total",
+            "gRPC calls received, by method, counted on arrival before they wait for a handler thread; "
+            "started minus handled (requests_total) = calls gRPC dropped before a handler ran (their "
+            "deadline passed or the caller cancelled while they waited) plus those in flight",
+            ["method"],
             registry=r,
         )
         self.latency = Histogram(
