@@ -17,7 +17,7 @@ from vitrine.errors import ConfigError
 from vitrine.index import open_index
 from vitrine.model.inference import InferenceModel, load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
-from vitrine.stream.dead_letters import KafkaDeadLetters
+from vitrine.stream.dead_letters import DeadLetterWriter, KafkaDeadLetters
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
 from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
@@ -128,7 +128,9 @@ def _build_worker(
         kafka_sink.restore()
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
-    pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
+    writer = DeadLetterWriter(group_id, version, settings.resolved_dead_letter_invalid())
+    dead_letters = KafkaDeadLetters(producer, topics.dead_letters, writer)
+    pipeline = EncoderPipeline(model, sink, dead_letters, metrics)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(
