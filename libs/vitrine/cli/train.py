@@ -68,7 +68,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--kmeans-k", type=int, default=DEFAULTS.kmeans_k, help="centroids for inspirational serving"
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULTS.threads,
+        help="torch intra-op threads (default: %(default)s; 0 = one per core, slower for these small towers)",
+    )
     parser.add_argument(
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
