@@ -11,11 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support.serving import index_only_registry
 
-from vitrine.api.client import Filters, RecommenderClient
+from vitrine.api.client import Filters, InvalidRequest, NotFound, RecommenderClient, Unavailable
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
 from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.stream.broker import free_port
 from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,21 @@ def test_include_out_of_stock_is_kept_when_filters_are_given_too(server) -> None
         assert "p1" in ids and "p3" not in ids
         flagged = Filters(include_out_of_stock=True, exclude_product_ids=["p3"])
         assert "p1" in client.similar("p0", limit=50, filters=flagged).ids
+
+
+def test_the_client_raises_typed_errors_that_are_still_rpc_errors(server) -> None:
+    grpc_server, _, _ = server
+    with RecommenderClient(f"127.0.0.1:{grpc_server.port}") as client:
+        with pytest.raises(NotFound) as missing:
+            client.similar("nope")
+        with pytest.raises(InvalidRequest) as invalid:
+            client.similar("p0", limit=501)
+    assert isinstance(missing.value, grpc.RpcError) and missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in missing.value.details() and str(missing.value).startswith("NOT_FOUND: ")
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit" in invalid.value.details()
+    unreachable = RecommenderClient(f"127.0.0.1:{free_port()}", timeout_s=0.3, retries=1)
+    with unreachable, pytest.raises(Unavailable):
+        unreachable.similar("p0")
 
 
 def test_default_limit_is_ten(server) -> None:
