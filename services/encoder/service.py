@@ -80,6 +80,7 @@ def _build_worker(
         ensure_catalog_topics(kafka, topics, settings.topic_partitions)
 
     group_id = settings.resolved_group_id(version)
+    metrics.model_info.labels(version, model.task, model.card.model_kind, group_id).set(1)
     producer: KafkaProducer | TransactionalProducer
     transactions: TransactionalProducer | None = None
     if settings.index_mode == "embedded" and settings.exactly_once:

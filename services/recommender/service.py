@@ -87,6 +87,7 @@ class RecommenderService:
     def refresh_gauges(self) -> None:
         for m in self.registry.current.models.values():
             self.metrics.items.labels(m.model_version).set(m.index.count())
+            self.metrics.model_info.labels(*_model_info(m)).set(1)
 
     def reload(self, settings: RecommenderSettings | None = None) -> bool:
         """Apply new models / variants without dropping a request: load what is new (and wait for its
@@ -106,10 +107,14 @@ class RecommenderService:
                 return False
             retired = self.registry.swap(snapshot, new.reload_drain_s)
             served_versions = {x.model_version for x in snapshot.models.values()}
+            served_info = {_model_info(x) for x in snapshot.models.values()}
             for m in retired:
                 if m.model_version not in served_versions:
                     with contextlib.suppress(KeyError):  # never reported: nothing to remove
                         self.metrics.items.remove(m.model_version)
+                if _model_info(m) not in served_info:
+                    with contextlib.suppress(KeyError):
+                        self.metrics.model_info.remove(*_model_info(m))
             self.settings = new
             self.refresh_gauges()
             served = ", ".join(f"{m.name}={m.model_version}" for m in snapshot.models.values())
@@ -180,6 +185,12 @@ class RecommenderService:
         self.grpc.stop(self.settings.shutdown_grace_s)
         self.registry.close()
         self.metrics_server.close()
+
+
+def _model_info(m: ServedModel) -> tuple[str, str, str, str]:
+    """The labels of vitrine_recommender_model_info for a served model."""
+    kind = m.model.card.model_kind if m.model is not None else "index_only"
+    return (m.name, m.model_version, m.task, kind)
 
 
 def _wait_all(models: Iterable[ServedModel], timeout_s: float) -> bool:

@@ -120,6 +120,18 @@ def test_a_bad_event_is_dead_lettered_once_by_the_live_encoder_not_once_per_mode
     assert complementary.metric("vitrine_encoder_dead_lettered_total", {"reason": "empty_value"}) == 5
 
 
+def test_every_process_reports_its_build_and_its_models(stack: tuple[LocalStack, ServiceProcess]) -> None:
+    local, recommender = stack
+    version = read_card(local.model_dir).model_version
+    for service in local.services:
+        component = "recommender" if service is recommender else "encoder"
+        assert service.metric("vitrine_build_info", {"component": component, "version": "0.1.0"}) == 1
+    info = "vitrine_recommender_model_info"
+    assert recommender.metric(info, {"name": "default", "model": version, "kind": "trained"}) == 1
+    live = next(s for s in local.services if s.name == "encoder")
+    assert live.metric("vitrine_encoder_model_info", {"model": version, "group": "vitrine-encoder"}) == 1
+
+
 def test_inspire_uses_the_clusters_the_encoder_assigned(
     stack: tuple[LocalStack, ServiceProcess], catalog: list[Product]
 ) -> None:

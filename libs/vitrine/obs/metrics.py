@@ -7,8 +7,10 @@ deploy/grafana and the alert rules in deploy/prometheus use exactly these names.
 from __future__ import annotations
 
 import errno
+import platform
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -20,10 +22,45 @@ FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_info(registry: CollectorRegistry, component: str) -> Gauge:
+    """`vitrine_build_info{component, version, python, ...} 1`: what runs, for dashboards and upgrades."""
+    gauge = Gauge(
+        "vitrine_build_info",
+        "Always 1; the labels say which vitrine and which key dependencies this process runs",
+        ["component", "version", "python", "onnxruntime", "grpcio", "kafka_python", "qdrant_edge"],
+        registry=registry,
+    )
+    gauge.labels(
+        component,
+        _version("vitrine"),
+        platform.python_version(),
+        _version("onnxruntime"),
+        _version("grpcio"),
+        _version("kafka-python"),
+        _version("qdrant-edge-py"),
+    ).set(1)
+    return gauge
+
+
 class EncoderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build_info = build_info(r, "encoder")
+        self.model_info = Gauge(
+            "vitrine_encoder_model_info",
+            "Always 1; the model this encoder runs: version, task, kind (trained, zero_data, untrained) "
+            "and its consumer group",
+            ["model", "task", "kind", "group"],
+            registry=r,
+        )
         self.consumed = Counter(
             "vitrine_encoder_events_consumed_total", "Catalogue events consumed", registry=r
         )
@@ -85,6 +122,14 @@ class RecommenderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build_info = build_info(r, "recommender")
+        self.model_info = Gauge(
+            "vitrine_recommender_model_info",
+            "Always 1 per served model: the name variants use, its version (the `model` label of the "
+            "other per-model series), task and kind (trained, zero_data, untrained, index_only)",
+            ["name", "model", "task", "kind"],
+            registry=r,
+        )
         self.requests = Counter(
             "vitrine_recommender_requests_total",
             "gRPC requests handled, by method, status code and experiment variant (a call that finished "

@@ -118,3 +118,26 @@ def test_serving_module_never_imports_torch(similar_dir: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_export_prints_its_record_and_no_exporter_noise(similar_dir: Path) -> None:
+    # issue 17: `vitrine export` printed ~20 onnxscript INFO lines per tower and torchvision warnings
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitrine.cli.main",
+            "export",
+            "--model",
+            str(similar_dir),
+            "--dataset",
+            DATASET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    noise = [line for line in result.stderr.splitlines() if "onnxscript" in line or "torchvision" in line]
+    assert noise == [], "\n".join(noise[:5])
+    assert '"parity"' in result.stdout
