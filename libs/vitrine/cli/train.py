@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train",
         help="train a two-tower model (similar | complementary)",
-        description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights.",
+        description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights. "
+        "A catalogue without co-view / co-purchase data gets a zero-data model built from its titles "
+        "and category tree (complementary: and category rules); see docs/CATALOGUE.md.",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument(
@@ -75,6 +77,14 @@ def register(subparsers: Any) -> None:
         help="torch intra-op threads (default: %(default)s; 0 = one per core, slower for these small towers)",
     )
     parser.add_argument(
+        "--category-rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="zero-data complementary model: YAML 'category: [categories that go with it]' (default: "
+        "sibling leaves; written to DIR/category_rules.yaml to edit)",
+    )
+    parser.add_argument(
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             category_map=CategoryMapConfig(min_support=args.min_support),
             untrained=args.untrained,
             progress=not args.no_progress,
+            category_rules=args.category_rules,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
