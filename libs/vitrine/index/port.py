@@ -146,6 +146,7 @@ class SearchFilter:
     price_max: float | None = None
     clusters: tuple[int, ...] = ()
     leaf_categories: tuple[str, ...] = ()  # match the leaf category exactly (a complementary target)
+    exclude_leaf_categories: tuple[str, ...] = ()  # leaf categories never returned (a product's own)
 
 
 @dataclass(frozen=True, slots=True)

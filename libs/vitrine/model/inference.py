@@ -29,6 +29,8 @@ from vitrine.model.card import (
 )
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
+from vitrine.model.config import RetrievalConfig
+from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 
 OUTPUT_NAME = "vector"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -60,6 +62,10 @@ class InferenceModel:
         self.category_prior = CategoryPrior.from_dict(card.category_prior) if card.category_prior else None
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
+        # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
+        self.retrieval = RetrievalConfig.from_dict(card.retrieval) if card.retrieval else RetrievalConfig(0.0)
+        lexical_path = model_dir / card.files.get("lexical", LEXICAL_FILE)
+        self.lexical: TitleTfidf | None = TitleTfidf.load(lexical_path) if lexical_path.is_file() else None
         self.features = FeatureConfig.from_dict(card.features)
         self.extractor = FeatureExtractor(self.features)
         files = {"item_tower": ITEM_TOWER_FILE, **card.export.get("files", {})}
@@ -74,7 +80,7 @@ class InferenceModel:
             np.load(centroids_path).astype(np.float32) if centroids_path.is_file() else None
         )
         self._text_encoder = text_encoder
-        if self.features.text_branch == "sentence" and self._text_encoder is None:
+        if self.features.uses_sentence and self._text_encoder is None:
             self._text_encoder = _load_text_embedder(
                 model_dir / files.get("text_encoder", TEXT_ENCODER_DIR), threads
             )
@@ -83,7 +89,7 @@ class InferenceModel:
     def _feeds(self, products: Sequence[Product]) -> dict[str, np.ndarray]:
         features: Features = self.extractor.extract(products)
         feeds = features.to_feeds()
-        if self.features.text_branch == "sentence":
+        if self.features.uses_sentence:
             texts = [self.extractor.sentence_text(p) for p in products]
             # complementary queries repeat a product once per target category: encode each text once
             unique = list(dict.fromkeys(texts))

@@ -141,3 +141,46 @@ def test_export_prints_its_record_and_no_exporter_noise(similar_dir: Path) -> No
     noise = [line for line in result.stderr.splitlines() if "onnxscript" in line or "torchvision" in line]
     assert noise == [], "\n".join(noise[:5])
     assert '"parity"' in result.stdout
+
+
+def test_hashed_plus_sentence_towers_export_with_parity(tmp_path: Path) -> None:
+    """The concatenated text branch (hashed bag ++ sentence adapter): both inputs reach the ONNX
+    graphs and onnxruntime matches torch. Sentence vectors are random here: the text encoder's own
+    export is checked in tests/unit/text."""
+    from vitrine.model.config import EncoderConfig
+    from vitrine.model.encoder import ProductEncoder
+    from vitrine.model.export import _export, _item_module, _query_module, check_parity, example_inputs
+    from vitrine.model.tasks import ComplementaryTask
+
+    features = FeatureConfig(
+        text_branch="hashed+sentence",
+        text_buckets=1 << 12,
+        category_buckets=1 << 10,
+        brand_buckets=256,
+        seller_buckets=64,
+        sentence_dim=8,
+        sentence_context=True,
+    )
+    products = load_dataset(DATASET).products[:16]
+    encoder = ProductEncoder(features, EncoderConfig(dim=16))
+    encoder.randomize_embeddings(torch.Generator().manual_seed(0))
+    task = ComplementaryTask(encoder, TrainConfig(task="complementary"), torch.ones(1), torch.tensor([1]))
+    task.eval()
+    text_vec = np.random.default_rng(0).normal(size=(len(products), 8)).astype(np.float32)
+    inputs = example_inputs(products, features, text_vec)
+    assert list(inputs) == ["text_ids", "text_weights", "text_vec", *list(inputs)[3:]]
+    item = _item_module(encoder)
+    _export(item, tuple(inputs.values()), list(inputs), tmp_path / "item.onnx", target=False)
+    assert check_parity(item, tmp_path / "item.onnx", inputs, None, "item").max_abs_diff < PARITY_TOLERANCE
+    query = _query_module(task)
+    target = torch.zeros(len(products), dtype=torch.int64)
+    _export(query, (*inputs.values(), target), list(inputs), tmp_path / "query.onnx", target=True)
+    assert (
+        check_parity(query, tmp_path / "query.onnx", inputs, target, "query").max_abs_diff < PARITY_TOLERANCE
+    )
+    # the sentence vector changes the item vector: it is concatenated, not ignored
+    with torch.no_grad():
+        other = dict(inputs, text_vec=inputs["text_vec"] + 1.0)
+        assert not torch.allclose(encoder(inputs), encoder(other))
+    text = FeatureExtractor(features).sentence_text(products[0])
+    assert products[0].title in text and products[0].category_path[-1] in text
