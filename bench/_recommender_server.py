@@ -14,6 +14,7 @@ commits had too, so bench/serving_overhead.py can run it against an older librar
 from __future__ import annotations
 
 import argparse
+import inspect
 import signal
 import sys
 import threading
@@ -71,7 +72,12 @@ def main() -> None:
         [Variant("default", similar="similar", complementary=complementary, inspire="similar")]
     )
     registry = ModelRegistry(ServingSnapshot(models, router))
-    server = create_grpc_server(registry, RecommenderMetrics(), f"127.0.0.1:{args.port}", args.workers)
+    address = f"127.0.0.1:{args.port}"
+    if "reuse_port" in inspect.signature(create_grpc_server).parameters:
+        # several of these share one port on purpose (an older library had SO_REUSEPORT always on)
+        server = create_grpc_server(registry, RecommenderMetrics(), address, args.workers, reuse_port=True)
+    else:
+        server = create_grpc_server(registry, RecommenderMetrics(), address, args.workers)
     server.start()
     server.set_serving(True)
     print(f"PORT {server.port}", flush=True)

@@ -40,6 +40,7 @@ def test_cli_registers_every_documented_subcommand() -> None:
         "encoder",
         "recommender",
         "produce",
+        "dlq",
         "demo",
         "bench",
         "kafka",

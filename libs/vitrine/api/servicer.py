@@ -212,7 +212,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             if isinstance(request, Undecodable):  # bytes that are not a request (see `wire`)
                 raise InvalidRequestError(request.message)
             with self._source.lease() as snapshot:
-                return run(snapshot, Deadline(context), call)
+                deadline = Deadline(context)
+                response = run(snapshot, deadline, call)
+            # finished too late: the caller has DEADLINE_EXCEEDED already and gRPC drops the response
+            deadline.check("the response")
+            return response
         except Exception as e:
             code, message = status_of(e)
         finally:
