@@ -1,4 +1,4 @@
-"""`vitrine demo`: the whole path with real parts, end to end, in about three minutes.
+"""`vitrine demo`: the whole path with real parts, end to end, in a few minutes.
 
 Local Kafka broker → a similar and a complementary model trained on the synthetic catalogue and
 exported to ONNX → two encoders (the live one for the similar model, a backfill for the complementary
@@ -22,7 +22,7 @@ from typing import Any
 
 DEFAULT_MODEL_DIR = Path("artifacts/models/demo-similar")
 DEFAULT_COMPLEMENTARY_DIR = Path("artifacts/models/demo-complementary")
-# brief training runs keep the demo within ~3 minutes on 2 cores (the synthetic catalogue is simple:
+# brief training runs keep the demo short on 2 cores (the synthetic catalogue is simple:
 # a couple of epochs already separate its categories); `vitrine train` defaults train to convergence
 SIMILAR_EPOCHS = 2
 COMPLEMENTARY_EPOCHS = 3
