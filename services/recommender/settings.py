@@ -143,6 +143,12 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     grpc_workers: int = Field(
         8, ge=1, le=256, description="handler threads (VITRINE_RECOMMENDER_GRPC_WORKERS)"
     )
+    grpc_reuse_port: bool = Field(
+        False,
+        description="bind the gRPC port with SO_REUSEPORT so that several recommender processes on one "
+        "host share it (process per core, docs/OPERATIONS.md); off, a taken port is an error "
+        "(VITRINE_RECOMMENDER_GRPC_REUSE_PORT)",
+    )
     metrics_port: int = Field(
         9102, ge=0, le=65535, description="/metrics port (VITRINE_RECOMMENDER_METRICS_PORT)"
     )

@@ -44,6 +44,7 @@ def test_cli_registers_every_documented_subcommand() -> None:
         "simulate",
         "refresh-prior",
         "produce",
+        "dlq",
         "demo",
         "bench",
         "kafka",

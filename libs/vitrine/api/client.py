@@ -8,7 +8,12 @@
 
 `timeout_s` is the whole budget of a call, retries included: each attempt gets what is left of it as
 its gRPC deadline. Only UNAVAILABLE is retried (the server did not start the work), with jittered
-exponential backoff; every other status raises `grpc.RpcError` at once.
+exponential backoff; every other status raises at once. A failed call raises a `RecommenderError`
+subclass named after what went wrong (`InvalidRequest`, `NotFound`, `NotServed`, `DeadlineExceeded`,
+`Unavailable`, `Unauthenticated`, `ResourceExhausted`, `ServerError`); each is also a
+`grpc.RpcError` with `code()` and `details()`, so code written against gRPC keeps working. In a
+`batch`, a request that fails on its own is a `BatchError` in the result list (`.to_exception()`
+gives the same typed error).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, TypeVar
 
@@ -189,12 +194,104 @@ class RecommendationList:
         return [i.product_id for i in self.items]
 
 
+class RecommenderError(grpc.RpcError):
+    """A call that failed with a gRPC status. `code()` / `details()` as on `grpc.RpcError`."""
+
+    status: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def __str__(self) -> str:
+        return f"{self._code.name}: {self._details}"
+
+
+class InvalidRequest(RecommenderError):
+    """INVALID_ARGUMENT: a limit or rule of the request is broken; the message names the field."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(RecommenderError):
+    """NOT_FOUND: the product is not in the index (unknown or deleted), or no history product is."""
+
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class NotServed(RecommenderError):
+    """FAILED_PRECONDITION: the variant serves no model for this task (a deployment question)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DeadlineExceeded(RecommenderError):
+    """DEADLINE_EXCEEDED: the call's budget (`timeout_s`) ran out."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(RecommenderError):
+    """UNAVAILABLE: still unavailable after the retries (server unreachable, index down)."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(RecommenderError):
+    """UNAUTHENTICATED / PERMISSION_DENIED: a token is required and missing or wrong."""
+
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(RecommenderError):
+    """RESOURCE_EXHAUSTED: the request or response is too large, or the server is saturated."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ServerError(RecommenderError):
+    """INTERNAL and every other status: a server bug or an unexpected failure."""
+
+    status = grpc.StatusCode.INTERNAL
+
+
+_ERRORS: dict[grpc.StatusCode, type[RecommenderError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidRequest,
+        NotFound,
+        NotServed,
+        DeadlineExceeded,
+        Unavailable,
+        Unauthenticated,
+        ResourceExhausted,
+    )
+}
+_ERRORS[grpc.StatusCode.PERMISSION_DENIED] = Unauthenticated
+
+
+def error_for(code: grpc.StatusCode, details: str) -> RecommenderError:
+    """The typed error of a status code (ServerError for any code without its own class)."""
+    return _ERRORS.get(code, ServerError)(code, details)
+
+
 @dataclass(frozen=True)
 class BatchError:
     """A request of a batch that failed on its own (the others are answered)."""
 
     code: grpc.StatusCode
     message: str
+
+    def to_exception(self) -> RecommenderError:
+        """The typed error a single call would have raised."""
+        return error_for(self.code, self.message)
 
 
 class RecommenderClient:
@@ -228,8 +325,11 @@ class RecommenderClient:
         variant: str = "",
         placement: str = "",
     ) -> RecommendationList:
-        """Substitutes of `product_id` (in the index) or of an inline `product`."""
-        f = filters or Filters(include_out_of_stock=include_out_of_stock)
+        """Substitutes of `product_id` (in the index) or of an inline `product`. `include_out_of_stock`
+        also applies when `filters` are given (it adds to them; `Filters.include_out_of_stock` too)."""
+        f = filters or Filters()
+        if include_out_of_stock and not f.include_out_of_stock:
+            f = replace(f, include_out_of_stock=True)
         request = Similar(product_id, limit, product, f, unit_key, variant, placement).to_proto()
         return _to_list(self._call(lambda t: self._stub.Similar(request, timeout=t), timeout_s))
 
@@ -291,11 +391,11 @@ class RecommenderClient:
                 return rpc(max(0.001, deadline - time.monotonic()))
             except grpc.RpcError as e:
                 if e.code() not in RETRYABLE or attempt == self.retries:
-                    raise
+                    raise error_for(e.code(), e.details() or "") from e
                 # full jitter: retries of many clients do not arrive in lockstep
                 pause = random.uniform(0, self.backoff_s * 2**attempt)
                 if time.monotonic() + pause >= deadline:
-                    raise  # no time left for another attempt
+                    raise error_for(e.code(), e.details() or "") from e  # no time left for another attempt
                 time.sleep(pause)
         raise AssertionError("unreachable")
 

@@ -54,16 +54,18 @@ class Routing:
 class RequestParser:
     def __init__(self, limits: RequestLimits | None = None) -> None:
         self.limits = limits or RequestLimits()
+        # most requests set no filters: what an unset `filters` means is parsed once (it is immutable)
+        self._no_filters = self._filters(pb.Filters())
 
     # -- per method -------------------------------------------------------------------------------
 
     def similar(self, r: pb.SimilarRequest) -> SimilarQuery:
-        return SimilarQuery(self._anchor(r), self._limit(r.limit), self._filters(r.filters))
+        return SimilarQuery(self._anchor(r), self._limit(r.limit), self._request_filter(r))
 
     def complementary(self, r: pb.ComplementaryRequest) -> ComplementaryQuery:
         targets = self._names("target_categories", r.target_categories, self.limits.max_target_categories)
         return ComplementaryQuery(
-            self._anchor(r), self._limit(r.limit), tuple(dict.fromkeys(targets)), self._filters(r.filters)
+            self._anchor(r), self._limit(r.limit), tuple(dict.fromkeys(targets)), self._request_filter(r)
         )
 
     def inspire(self, r: pb.InspireRequest) -> InspireQuery:
@@ -102,7 +104,7 @@ class RequestParser:
             history=self._history(r.history),
             intent=r.intent.strip(),
             limit=self._limit(r.limit),
-            filters=self._filters(r.filters),
+            filters=self._request_filter(r),
             strategy=strategy,
             nearest_clusters=nearest_clusters,
             skip_clusters=self._count("diversity.skip_clusters", d.skip_clusters, 0, lim.max_clusters, 0),
@@ -171,6 +173,9 @@ class RequestParser:
                     f"{field} values must be 1..{self.limits.max_name_chars} characters"
                 )
         return tuple(values)
+
+    def _request_filter(self, r: Any) -> RequestFilter:
+        return self._filters(r.filters) if r.HasField("filters") else self._no_filters
 
     def _filters(self, f: pb.Filters) -> RequestFilter:
         lim = self.limits

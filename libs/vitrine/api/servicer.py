@@ -285,7 +285,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             if isinstance(request, Undecodable):  # bytes that are not a request (see `wire`)
                 raise InvalidRequestError(request.message)
             with self._source.lease() as snapshot:
-                return run(snapshot, Deadline(context), call)
+                deadline = Deadline(context)
+                response = run(snapshot, deadline, call)
+            # finished too late: the caller has DEADLINE_EXCEEDED already and gRPC drops the response
+            deadline.check("the response")
+            return response
         except Exception as e:
             code, message = status_of(e)
         finally:
@@ -293,8 +297,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         context.abort(code, message)  # raises: the call ends with this status
 
     def _observe(self, method: str, code: grpc.StatusCode, variant: str, started: float) -> None:
-        self.metrics.requests.labels(method, code.name, variant).inc()
-        self.metrics.latency.labels(method, variant).observe(time.perf_counter() - started)
+        self.metrics.observe_request(method, code.name, variant, time.perf_counter() - started)
 
 
 def add_recommender_servicer(servicer: RecommenderServicer, server: grpc.Server) -> None:
@@ -316,22 +319,23 @@ def add_recommender_servicer(servicer: RecommenderServicer, server: grpc.Server)
 
 
 def _response(items: list[Recommendation], model_version: str, variant: str) -> pb.RecommendResponse:
-    out = []
+    """The response, each item built in place (`items.add`): a message built apart and then put in
+    the list is copied once more."""
+    response = pb.RecommendResponse(model_version=model_version, variant=variant)
+    add = response.items.add
     for r in items:
-        p = r.item.payload
-        out.append(
-            pb.RecommendedItem(
-                product_id=r.product_id,
-                score=r.item.score,
-                title=p.title,
-                reason=r.reason,
-                task=_TASK_PB[r.task],
-                anchor_product_id=r.anchor_id,
-                target_category=r.target_category,
-                cluster=p.cluster,
-                category=p.leaf_category,
-                seller=p.seller,
-                price=p.price,
-            )
+        item, p = r.item, r.item.payload
+        add(
+            product_id=item.product_id,
+            score=item.score,
+            title=p.title,
+            reason=r.reason,
+            task=_TASK_PB[r.task],
+            anchor_product_id=r.anchor_id,
+            target_category=r.target_category,
+            cluster=p.cluster,
+            category=p.leaf_category,
+            seller=p.seller,
+            price=p.price,
         )
-    return pb.RecommendResponse(items=out, model_version=model_version, variant=variant)
+    return response

@@ -23,6 +23,7 @@ from vitrine.errors import VitrineError
 COMMAND_MODULES: tuple[str, ...] = (
     "kafka",
     "produce",
+    "dlq",
     "demo",
     "train",
     "prior",

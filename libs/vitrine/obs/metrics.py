@@ -6,21 +6,62 @@ deploy/grafana and the alert rules in deploy/prometheus use exactly these names.
 
 from __future__ import annotations
 
+import errno
+import platform
 import threading
 from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from vitrine.errors import PortInUseError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_info(registry: CollectorRegistry, component: str) -> Gauge:
+    """`vitrine_build_info{component, version, python, ...} 1`: what runs, for dashboards and upgrades."""
+    gauge = Gauge(
+        "vitrine_build_info",
+        "Always 1; the labels say which vitrine and which key dependencies this process runs",
+        ["component", "version", "python", "onnxruntime", "grpcio", "kafka_python", "qdrant_edge"],
+        registry=registry,
+    )
+    gauge.labels(
+        component,
+        _version("vitrine"),
+        platform.python_version(),
+        _version("onnxruntime"),
+        _version("grpcio"),
+        _version("kafka-python"),
+        _version("qdrant-edge-py"),
+    ).set(1)
+    return gauge
+
+
 class EncoderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build_info = build_info(r, "encoder")
+        self.model_info = Gauge(
+            "vitrine_encoder_model_info",
+            "Always 1; the model this encoder runs: version, task, kind (trained, zero_data, untrained) "
+            "and its consumer group",
+            ["model", "task", "kind", "group"],
+            registry=r,
+        )
         self.consumed = Counter(
             "vitrine_encoder_events_consumed_total", "Catalogue events consumed", registry=r
         )
@@ -82,10 +123,27 @@ class RecommenderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build_info = build_info(r, "recommender")
+        self.model_info = Gauge(
+            "vitrine_recommender_model_info",
+            "Always 1 per served model: the name variants use, its version (the `model` label of the "
+            "other per-model series), task and kind (trained, zero_data, untrained, index_only)",
+            ["name", "model", "task", "kind"],
+            registry=r,
+        )
         self.requests = Counter(
             "vitrine_recommender_requests_total",
-            "gRPC requests by method, status code and experiment variant",
+            "gRPC requests handled, by method, status code and experiment variant (a call that finished "
+            "after its deadline counts as DEADLINE_EXCEEDED: its caller got that)",
             ["method", "code", "variant"],
+            registry=r,
+        )
+        self.started = Counter(
+            "vitrine_recommender_requests_started_total",
+            "gRPC calls received, by method, counted on arrival before they wait for a handler thread; "
+            "started minus handled (requests_total) = calls gRPC dropped before a handler ran (their "
+            "deadline passed or the caller cancelled while they waited) plus those in flight",
+            ["method"],
             registry=r,
         )
         self.latency = Histogram(
@@ -98,26 +156,47 @@ class RecommenderMetrics:
         self.items = Gauge(
             "vitrine_recommender_index_items", "Live items in the local index", ["model"], registry=r
         )
+        # every per-model series carries `model` (the model version, as on index_items): a replica
+        # serving two models runs two feeds, and one series for both would hide the lagging one
         self.applied = Counter(
             "vitrine_recommender_vectors_applied_total",
             "Vector changes applied to the local index",
-            ["op"],
+            ["model", "op"],
             registry=r,
         )
         self.feed_stale = Counter(
             "vitrine_recommender_vectors_stale_total",
             "Vector changes not newer than the local index",
+            ["model"],
             registry=r,
         )
         self.feed_lag = Gauge(
-            "vitrine_recommender_feed_lag", "Vector records behind the log end", ["partition"], registry=r
+            "vitrine_recommender_feed_lag",
+            "Vector records behind the log end",
+            ["model", "partition"],
+            registry=r,
         )
         self.freshness = Histogram(
             "vitrine_recommender_event_to_indexed_seconds",
             "Catalogue event time to searchable in this replica",
+            ["model"],
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        # (method, code, variant) -> the bound counter and histogram children: `labels()` validates,
+        # joins and locks on every call, which cost more than the counting it guards (issue 19).
+        # Bounded: methods and codes are fixed sets, variants come from the configuration.
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, code: str, variant: str, seconds: float) -> None:
+        """Count and time one request under its method, status code name and variant."""
+        key = (method, code, variant)
+        children = self._request_children.get(key)
+        if children is None:  # first of its kind; a concurrent first binds the same children
+            children = (self.requests.labels(method, code, variant), self.latency.labels(method, variant))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class ImpressionMetrics:
@@ -240,7 +319,19 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve /metrics on addr:port (port 0 picks a free one; read it back from `.port`)."""
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+def serve_metrics(
+    registry: CollectorRegistry, port: int, addr: str = "0.0.0.0", setting: str = "the metrics port"
+) -> MetricsServer:
+    """Serve /metrics on addr:port (port 0 picks a free one; read it back from `.port`).
+
+    A taken port raises `PortInUseError` naming `setting` (what to change), not a bare OSError."""
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError(
+            f"cannot serve /metrics on {addr}:{port}: the address is in use (another process, e.g. a second "
+            f"service on this host, listens there); choose another port with {setting}, or 0 for any free one"
+        ) from e
     return MetricsServer(server, thread)

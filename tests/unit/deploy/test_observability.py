@@ -51,18 +51,26 @@ def test_compose_scrape_config_targets_the_services_on_their_metrics_ports(repo:
     compose = yaml.safe_load((repo / "docker-compose.yml").read_text())["services"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) >= JOBS
+    # every encoder (the live one and one per further model, e.g. encoder-complementary) is scraped
+    encoders = [name for name, s in compose.items() if s.get("command") == ["encoder"]]
+    assert "encoder-complementary" in encoders, "compose serves the complementary model too"
     expected = {
-        "vitrine-encoder": ("encoder", compose["encoder"]["environment"]["VITRINE_ENCODER_METRICS_PORT"]),
+        "vitrine-encoder": (
+            encoders,
+            {compose[e]["environment"]["VITRINE_ENCODER_METRICS_PORT"] for e in encoders},
+        ),
         "vitrine-recommender": (
-            "recommender",
-            compose["recommender"]["environment"]["VITRINE_RECOMMENDER_METRICS_PORT"],
+            ["recommender"],
+            {compose["recommender"]["environment"]["VITRINE_RECOMMENDER_METRICS_PORT"]},
         ),
         "vitrine-feedback": ("feedback", compose["feedback"]["environment"]["VITRINE_FEEDBACK_METRICS_PORT"]),
     }
-    for job, (service, port) in expected.items():
+    for job, (names, ports) in expected.items():
         (sd,) = jobs[job]["dns_sd_configs"]
-        assert sd["names"] == [service] and sd["type"] == "A"
-        assert str(sd["port"]) == str(port), f"{job} scrapes {sd['port']}, the service listens on {port}"
+        assert sd["names"] == names and sd["type"] == "A"
+        assert {str(sd["port"])} == {str(p) for p in ports}, (
+            f"{job} scrapes {sd['port']}, services on {ports}"
+        )
     assert EncoderSettings.model_fields["metrics_port"].default == 9101
     assert RecommenderSettings.model_fields["metrics_port"].default == 9102
     assert FeedbackSettings.model_fields["metrics_port"].default == 9103
