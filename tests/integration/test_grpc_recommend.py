@@ -198,6 +198,32 @@ def test_the_evaluation_ranks_exactly_what_the_grpc_method_serves(
     assert differs >= len(anchors) // 2
 
 
+def test_a_request_by_id_encodes_the_product_as_the_item_tower_did(world: World) -> None:
+    """Catches a payload that loses content the towers read (before, the index kept no description,
+    so a product requested by id was encoded from its title alone while its item vector, training and
+    the validation selection had read its description): the product rebuilt from the index gives the
+    complementary query of the catalogue product itself, bit for bit, for ids and inline alike."""
+    from vitrine.serving.anchors import AnchorRef
+    from vitrine.serving.complementary import resolve_anchor
+
+    served = world.registry.current.models["compl"]
+    model = world.complementary_model
+    anchors = [p for p in world.products.values() if p.description][:50]
+    assert len(anchors) == 50
+    rebuilt = [resolve_anchor(served, AnchorRef(p.product_id)).product for p in anchors]
+    assert [p.description for p in rebuilt] == [model.indexed_description(p) for p in anchors]
+    np.testing.assert_array_equal(
+        model.encode_complementary_queries(rebuilt, [""] * len(anchors)),
+        model.encode_complementary_queries(anchors, [""] * len(anchors)),
+    )
+    # control: without the description (the former payload) the queries are not the same
+    bare = [replace(p, description="") for p in rebuilt]
+    assert not np.allclose(
+        model.encode_complementary_queries(bare, [""] * len(anchors)),
+        model.encode_complementary_queries(anchors, [""] * len(anchors)),
+    )
+
+
 def test_complements_match_the_catalogues_ground_truth(world: World, client: RecommenderClient) -> None:
     """The map was mined from synthetic baskets built from COMPLEMENTARY_MAP: for a leaf that has
     ground-truth complements, most of what Complementary returns is one of them."""
@@ -214,9 +240,9 @@ def test_named_target_categories_and_inline_products(world: World, client: Recom
     anchor = world.of_leaf("Smartphones")[0]
     result = client.complementary(anchor.product_id, limit=6, target_categories=["Chargers", "Headphones"])
     assert [world.leaf(i) for i in result.ids] == ["Chargers", "Headphones"] * 3
-    inline = client.complementary(product=replace(anchor, product_id="", description=""), limit=6)
+    inline = client.complementary(product=replace(anchor, product_id=""), limit=6)
     assert len(inline.ids) == 6 and "Smartphones" not in {world.leaf(i) for i in inline.ids}
-    # an inline copy of an indexed product (same content as its payload) gets the same complements
+    # an inline copy of an indexed product gets the same complements as a request by its id
     assert inline.ids == client.complementary(anchor.product_id, limit=6).ids
     code, details = _code(
         lambda: client.complementary(anchor.product_id, target_categories=["Chargers", "Smartphones"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -21,6 +22,11 @@ import numpy as np
 from vitrine.catalog.schema import Product, normalise_text
 
 TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
+# how much of the description a sentence text reads: after the title and category path (context),
+# or in place of an empty title
+SENTENCE_CONTEXT_CHARS = 300
+SENTENCE_FALLBACK_CHARS = 512
+_TOKEN = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +227,34 @@ class FeatureExtractor:
         (else the description); with `sentence_context`, then the category path and the description."""
         title = product.title.strip()
         if not self.config.sentence_context:
-            return title if title else product.description[:512]
+            return title if title else product.description[:SENTENCE_FALLBACK_CHARS]
         parts = [title] if title else []
         if product.category_path:
             parts.append(" > ".join(product.category_path))
         if product.description.strip():
-            parts.append(product.description.strip()[:300])
+            parts.append(product.description.strip()[:SENTENCE_CONTEXT_CHARS])
         return " | ".join(parts)
+
+    def indexed_description(self, product: Product) -> str:
+        """The start of `product.description` that `extract` and `sentence_text` read, cut after a
+        whole word: what the index keeps next to the item vector, so a product rebuilt from its
+        payload (a request by id) gets exactly the features, and vectors, the product itself got."""
+        text, cfg = product.description, self.config
+        words_needed = cfg.max_description_words if cfg.uses_hashed else 0
+        chars_needed = 0
+        if cfg.uses_sentence and cfg.sentence_context:
+            chars_needed = len(text) - len(text.lstrip()) + SENTENCE_CONTEXT_CHARS
+        elif cfg.uses_sentence and not product.title.strip():
+            chars_needed = SENTENCE_FALLBACK_CHARS
+        if not text or (words_needed <= 0 and chars_needed <= 0):
+            return ""
+        words = 0
+        for token in _TOKEN.finditer(text):
+            # normalising word by word gives the words normalising the whole text gives
+            words += len(normalise_text(token.group()).split())
+            if words >= words_needed and token.end() >= chars_needed:
+                return text[: token.end()]
+        return text
 
 
 def pad_features(batches: Sequence[Features]) -> Features:

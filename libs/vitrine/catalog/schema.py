@@ -132,6 +132,18 @@ def normalise_text(text: str) -> str:
     return _SPACES.sub(" ", _NON_WORD.sub(" ", folded)).strip()
 
 
+DEDUP_DESCRIPTION_CHARS = 200
+
+
 def dedup_key(product: Product) -> str:
-    """Normalised title + brand: two products with the same key are duplicates of each other."""
-    return f"{normalise_text(product.title)}|{normalise_text(product.brand)}"
+    """Normalised title + brand: two products with the same key are duplicates of each other (served
+    lists keep one of them). A title that says no more than the brand identifies nothing (a loader's
+    fallback when the feed's title is unusable: every Amazon magazine of a publisher is titled by the
+    publisher) and neither does an empty one: the start of the description is then part of the key."""
+    title, brand = normalise_text(product.title), normalise_text(product.brand)
+    key = f"{title}|{brand}"
+    if not title or title == brand:
+        description = normalise_text(product.description[:DEDUP_DESCRIPTION_CHARS])
+        if description:
+            key = f"{key}|{description}"
+    return key

@@ -44,6 +44,20 @@ def register(subparsers: Any) -> None:
         default="score",
         help="complementary model: list order, by score (as served) or round-robin over categories",
     )
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="pairs of a dataset the model was trained on: its test split (default) or its validation "
+        "split, where settings are chosen; a dataset it never saw is evaluated on all its pairs",
+    )
+    parser.add_argument(
+        "--two-hop-tfidf-weight",
+        type=float,
+        default=1.0,
+        help="two_hop_tfidf baseline: weight of direct TF-IDF next to the two-hop score (choose it on "
+        "--split val; docs/EVALUATION.md)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="tie-breaking and random baseline seed")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="MiniLM title vectors cache")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also write a Recall@k plot")
@@ -81,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             merge=args.merge,
             seed=args.seed,
             cache_dir=args.cache_dir,
+            split=args.split,
+            two_hop_tfidf_weight=args.two_hop_tfidf_weight,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

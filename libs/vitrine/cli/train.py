@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
+from vitrine.model.lexical import LEXICAL_TEXTS  # plain Python: no torch
 
 TASKS = ("similar", "complementary")
 TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
@@ -53,8 +54,15 @@ def register(subparsers: Any) -> None:
         "--lexical-weight",
         type=float,
         default=None,
-        help="complementary serving: weight of the title TF-IDF cosine next to the tower's logit "
-        "(stored in the model card; default 10, 0 = tower only)",
+        help="complementary serving: weight of the TF-IDF cosine next to the tower's logit "
+        f"(stored in the model card; default {RetrievalConfig().lexical_weight:g}, 0 = tower only)",
+    )
+    parser.add_argument(
+        "--lexical-text",
+        choices=LEXICAL_TEXTS,
+        default=None,
+        help="complementary serving: what the TF-IDF cosine reads of each product (stored in the model "
+        f"card; default {RetrievalConfig().lexical_text})",
     )
     parser.add_argument(
         "--conditional-weight",
@@ -166,9 +174,13 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
             ),
             category_map=CategoryMapConfig(min_support=args.min_support),
-            retrieval=RetrievalConfig()
-            if args.lexical_weight is None
-            else RetrievalConfig(lexical_weight=args.lexical_weight),
+            retrieval=RetrievalConfig(
+                **{
+                    k: v
+                    for k, v in (("lexical_weight", args.lexical_weight), ("lexical_text", args.lexical_text))
+                    if v is not None
+                }
+            ),
             untrained=args.untrained,
             progress=not args.no_progress,
             category_rules=args.category_rules,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
 
-from vitrine.catalog.schema import Product, dedup_key
+from vitrine.catalog.schema import Product, normalise_text
 from vitrine.data.datasets import Dataset
 
 TASKS = ("similar", "complementary")
@@ -130,11 +130,17 @@ def _unit_hash(text: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def split_group(product: Product) -> str:
+    """Normalised title + brand, and nothing else: products of one group are never split apart (so
+    products titled by their brand alone share a split; a model card's split stays reproducible)."""
+    return f"{normalise_text(product.title)}|{normalise_text(product.brand)}"
+
+
 def product_splits(products: Sequence[Product], config: SplitConfig) -> dict[str, str]:
-    """product id → "train" | "val" | "test", by a seeded hash of its group (normalised title + brand)."""
+    """product id → "train" | "val" | "test", by a seeded hash of its group (`split_group`)."""
     out: dict[str, str] = {}
     for product in products:
-        u = _unit_hash(f"{config.seed}:{dedup_key(product)}")
+        u = _unit_hash(f"{config.seed}:{split_group(product)}")
         if u < config.test_fraction:
             out[product.product_id] = "test"
         elif u < config.test_fraction + config.val_fraction:

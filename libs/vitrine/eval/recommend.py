@@ -34,6 +34,7 @@ from vitrine.data.pairs import Pair, PairConfig, SplitConfig, product_splits, sp
 from vitrine.errors import DataError
 from vitrine.eval.baselines import (
     EXCLUDED,
+    TWO_HOP_TFIDF_WEIGHT,
     bm25_scores,
     excluding_own_leaf,
     minilm_scores,
@@ -59,7 +60,7 @@ class EvalPairs:
     targets: np.ndarray
     positives: dict[int, set[int]]  # every known positive of each query (for filtered ranking)
     reference_counts: np.ndarray | None  # popularity from training pairs; None = leave-one-out
-    mode: str  # "test_split" | "all_pairs"
+    mode: str  # "test_split" | "val_split" | "all_pairs"
     reference_pairs: np.ndarray  # [R, 2] co-purchase graph of the two-hop baselines
 
 
@@ -72,7 +73,16 @@ def trained_on(card: ModelCard, spec: DatasetSpec) -> bool:
     )
 
 
-def select_pairs(dataset: Dataset, spec: DatasetSpec, task: str, card: ModelCard) -> EvalPairs:
+EVAL_SPLITS = ("test", "val")
+
+
+def select_pairs(
+    dataset: Dataset, spec: DatasetSpec, task: str, card: ModelCard, split: str = "test"
+) -> EvalPairs:
+    """The pairs to rank: the `split` ("test", or "val" to choose settings on) of a dataset the model
+    was trained on, or all pairs of one it never saw (it has no validation split then)."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     index = {p.product_id: i for i, p in enumerate(dataset.products)}
     pair_config = PairConfig(**card.pairs) if card.pairs else PairConfig()
     everything = task_pairs(dataset, task, pair_config)
@@ -82,7 +92,9 @@ def select_pairs(dataset: Dataset, spec: DatasetSpec, task: str, card: ModelCard
             k: card.split[k] for k in ("seed", "val_fraction", "test_fraction") if k in card.split
         }
         by_split = split_pairs(everything, product_splits(dataset.products, SplitConfig(**split_fields)))
-        chosen, reference, mode = by_split["test"], by_split["train"], "test_split"
+        chosen, reference, mode = by_split[split], by_split["train"], f"{split}_split"
+    elif split != "test":
+        raise ValueError(f"{spec.label} is not a dataset the model was trained on: it has no {split} split")
     else:
         chosen, mode = everything, "all_pairs"
     if not chosen:
@@ -176,16 +188,19 @@ def evaluate(
     merge: str = "score",
     seed: int = 0,
     cache_dir: Path | None = None,
+    split: str = "test",
+    two_hop_tfidf_weight: float = TWO_HOP_TFIDF_WEIGHT,
 ) -> EvalResult:
     """The model (as served) and `baselines` on the same pairs. `merge`: the complementary display
     order ("score" or "interleave", see `serving.complementary`); `targets_per_query` > 0: the former
-    gated design (see `served_complementary_scores`)."""
+    gated design (see `served_complementary_scores`); `split`: "test", or "val" where settings are
+    chosen (datasets the model was trained on)."""
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; allowed: {', '.join(BASELINES)}")
     products = dataset.products
     n = len(products)
-    pairs = select_pairs(dataset, spec, task, card)
+    pairs = select_pairs(dataset, spec, task, card, split)
     log.info("%s %s: %d pairs (%s), %d products", spec.label, task, len(pairs.queries), pairs.mode, n)
     complementary = task == "complementary"
     if card.task == "complementary" and complementary:
@@ -208,7 +223,7 @@ def evaluate(
         if name == "popularity" and pairs.reference_counts is None:
             metrics, ranks = _leave_one_out_popularity(pairs, n, seed)
         else:
-            fn = _baseline(name, products, pairs, seed, cache_dir)
+            fn = _baseline(name, products, pairs, seed, cache_dir, two_hop_tfidf_weight)
             if complementary:
                 fn = excluding_own_leaf(fn, [p.leaf_category for p in products])
             metrics, ranks = run(fn)
@@ -218,7 +233,12 @@ def evaluate(
 
 
 def _baseline(
-    name: str, products: Sequence[Product], pairs: EvalPairs, seed: int, cache_dir: Path | None
+    name: str,
+    products: Sequence[Product],
+    pairs: EvalPairs,
+    seed: int,
+    cache_dir: Path | None,
+    two_hop_tfidf_weight: float = TWO_HOP_TFIDF_WEIGHT,
 ) -> ScoreFn:
     if name == "random":
         return random_scores(len(products), seed)
@@ -233,7 +253,7 @@ def _baseline(
     if name == "two_hop":
         return two_hop_scores(products, pairs.reference_pairs)
     if name == "two_hop_tfidf":
-        return two_hop_tfidf_scores(products, pairs.reference_pairs)
+        return two_hop_tfidf_scores(products, pairs.reference_pairs, two_hop_tfidf_weight)
     return minilm_scores(products, cache_dir)
 
 

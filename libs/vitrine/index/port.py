@@ -57,6 +57,10 @@ class ItemPayload:
     in_stock: bool = True
     cluster: int = -1
     dedup_key: str = ""
+    # the description as far as the model's towers read it (`FeatureExtractor.indexed_description`):
+    # a request by product id rebuilds the product from the payload and must see what the item
+    # tower saw; not filtered on, not returned to callers
+    description: str = ""
 
     @property
     def leaf_category(self) -> str:
@@ -76,6 +80,7 @@ class ItemPayload:
             "in_stock": int(self.in_stock),
             "cluster": self.cluster,
             "dedup_key": self.dedup_key,
+            "description": self.description,
         }
 
     @classmethod
@@ -93,12 +98,14 @@ class ItemPayload:
             bool(get("in_stock", True)),
             int(get("cluster", -1)),
             get("dedup_key", ""),
+            get("description", ""),
         )
 
 
-def payload_for(product: Product, cluster: int = -1) -> ItemPayload:
+def payload_for(product: Product, cluster: int = -1, description: str = "") -> ItemPayload:
     """What the index holds for a product: what filters, caps and reasons read (an inline product of a
-    request gets the same, without a cluster)."""
+    request gets the same, without a cluster), and `description`, the part of the product's
+    description its model reads (the encoder passes `ItemEncoder.indexed_description(product)`)."""
     return ItemPayload(
         title=product.title,
         brand=product.brand,
@@ -109,6 +116,7 @@ def payload_for(product: Product, cluster: int = -1) -> ItemPayload:
         in_stock=product.availability.purchasable,
         cluster=cluster,
         dedup_key=dedup_key(product),
+        description=description,
     )
 
 

@@ -7,7 +7,7 @@ No torch here: serving reads the card. Files in a model directory:
     centroids.npy                     k-means centroids of the item space [k, dim] (inspirational serving)
     item_tower.onnx                   written by `vitrine export`
     query_tower_complementary.onnx    written by `vitrine export` (complementary models)
-    lexical.json                      title idf table for hybrid complementary scoring (complementary models)
+    lexical.json                      idf table (retrieval.lexical_text) for hybrid complementary scoring
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+from vitrine.model.lexical import LEXICAL_TEXTS
+
 T = TypeVar("T")
 
 TASKS = ("similar", "complementary")
@@ -110,16 +112,23 @@ class RetrievalConfig:
     """How a complementary model is served (`vitrine.serving.complementary`), stored in its card.
 
     The any-category query's ANN candidates (`rerank_depth` of them) are re-scored by
-    q.v / T + `lexical_weight` x the title TF-IDF cosine of query and candidate (0 = tower only);
-    the weight was chosen on validation recall (docs/EVALUATION.md).
+    q.v / T + `lexical_weight` x the TF-IDF cosine of query and candidate (0 = tower only), over
+    `lexical_text` (`vitrine.model.lexical.LEXICAL_TEXTS`: the title, or the title and the part of
+    the description the towers read); weight and text were chosen on validation recall
+    (docs/EVALUATION.md). A card written before `lexical_text` existed means "title".
     """
 
-    lexical_weight: float = 10.0
+    lexical_weight: float = 20.0
     rerank_depth: int = 200
+    lexical_text: str = (
+        "title+description"  # as good as "title" without descriptions, better with (validation)
+    )
 
     def __post_init__(self) -> None:
         if self.lexical_weight < 0 or self.rerank_depth < 1:
             raise ValueError("lexical_weight must be >= 0 and rerank_depth >= 1")
+        if self.lexical_text not in LEXICAL_TEXTS:
+            raise ValueError(f"lexical_text must be one of {LEXICAL_TEXTS}, got {self.lexical_text!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,7 +30,7 @@ from vitrine.model.card import (
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
 from vitrine.model.config import RetrievalConfig
-from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
+from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf
 from vitrine.model.prior import read_prior
 
 OUTPUT_NAME = "vector"
@@ -65,10 +65,17 @@ class InferenceModel:
         self.refresh_prior()
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
-        # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
-        self.retrieval = RetrievalConfig.from_dict(card.retrieval) if card.retrieval else RetrievalConfig(0.0)
+        # complementary serving: hybrid re-scoring of the tower's candidates by TF-IDF (a card from
+        # before `lexical_text` existed has a title idf table)
+        self.retrieval = (
+            RetrievalConfig.from_dict({"lexical_text": "title", **card.retrieval})
+            if card.retrieval
+            else RetrievalConfig(0.0)
+        )
         lexical_path = model_dir / card.files.get("lexical", LEXICAL_FILE)
-        self.lexical: TitleTfidf | None = TitleTfidf.load(lexical_path) if lexical_path.is_file() else None
+        self.lexical: ProductTfidf | None = (
+            ProductTfidf.load(lexical_path) if lexical_path.is_file() else None
+        )
         self.features = FeatureConfig.from_dict(card.features)
         self.extractor = FeatureExtractor(self.features)
         files = {"item_tower": ITEM_TOWER_FILE, **card.export.get("files", {})}
@@ -131,6 +138,11 @@ class InferenceModel:
         if len(products) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.asarray(self._item.run([OUTPUT_NAME], self._feeds(products))[0], dtype=np.float32)
+
+    def indexed_description(self, product: Product) -> str:
+        """The start of the description the towers read: the index keeps it, so a request by id
+        encodes the product exactly as the item tower did (`FeatureExtractor.indexed_description`)."""
+        return self.extractor.indexed_description(product)
 
     def assign_clusters(self, vectors: np.ndarray) -> np.ndarray:
         """int32 [n]: nearest k-means centroid of each vector; -1 when the model has no centroids."""

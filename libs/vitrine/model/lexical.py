@@ -1,10 +1,12 @@
-"""Title TF-IDF for hybrid complementary scoring: word 1-2-grams, sublinear tf, smoothed idf, L2 norm.
+"""Product TF-IDF for hybrid complementary scoring: word 1-2-grams, sublinear tf, smoothed idf, L2 norm.
 
 The same weighting as scikit-learn's `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)` (the
 `tfidf` baseline), written out in plain Python so that serving needs neither scikit-learn nor a
-sparse-matrix library: the recommender scores a few hundred candidate titles per request. The idf
-table is fitted on the training catalogue's titles and stored in the model directory
-(`lexical.json`); a term the table does not know gets the idf of a term seen in no product.
+sparse-matrix library: the recommender scores a few hundred candidates per request. A product's
+lexical text is its title, or its title and the description its towers read (`lexical_text`; the
+index payload keeps that description). The idf table is fitted on the training catalogue's texts
+and stored in the model directory (`lexical.json`); a term the table does not know gets the idf of
+a term seen in no product.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LEXICAL_FILE = "lexical.json"
+LEXICAL_TEXTS = ("title", "title+description")
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 
 
@@ -27,21 +30,30 @@ def terms(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
+def lexical_text(kind: str, title: str, description: str) -> str:
+    """What the lexical score reads of a product: `kind` is one of LEXICAL_TEXTS."""
+    if kind not in LEXICAL_TEXTS:
+        raise ValueError(f"lexical text must be one of {LEXICAL_TEXTS}, got {kind!r}")
+    if kind == "title" or not description:
+        return title
+    return f"{title} {description}"
+
+
 Vector = dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
-class TitleTfidf:
+class ProductTfidf:
     idf: Mapping[str, float]
     unseen_idf: float
 
     @classmethod
-    def fit(cls, titles: Iterable[str]) -> TitleTfidf:
+    def fit(cls, texts: Iterable[str]) -> ProductTfidf:
         df: Counter[str] = Counter()
         n = 0
-        for title in titles:
+        for text in texts:
             n += 1
-            df.update(set(terms(title)))
+            df.update(set(terms(text)))
         # smooth idf: ln((1 + n) / (1 + df)) + 1, as scikit-learn
         idf = {t: math.log((1 + n) / (1 + c)) + 1.0 for t, c in sorted(df.items())}
         return cls(idf, math.log(1 + n) + 1.0)
@@ -65,6 +77,6 @@ class TitleTfidf:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> TitleTfidf:
+    def load(cls, path: Path) -> ProductTfidf:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(dict(data["idf"]), float(data["unseen_idf"]))

@@ -25,7 +25,7 @@ from vitrine.model.category_map import CategoryMapConfig, mine_category_prior, m
 from vitrine.model.clusters import fit_centroids
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
-from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
+from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf, lexical_text
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
@@ -70,6 +70,17 @@ def _dataset_record(spec: DatasetSpec, dataset: Dataset) -> dict[str, Any]:
         "products": len(dataset.products),
         "reports": [r.to_dict() for r in dataset.reports],
     }
+
+
+def fit_lexical(
+    products: Sequence[Product], features: FeatureConfig, retrieval: RetrievalConfig
+) -> ProductTfidf:
+    """The idf table of hybrid complementary scoring, over the catalogue's `retrieval.lexical_text`
+    as serving reads it (the description as far as the index payload keeps it)."""
+    extractor = FeatureExtractor(features)
+    return ProductTfidf.fit(
+        lexical_text(retrieval.lexical_text, p.title, extractor.indexed_description(p)) for p in products
+    )
 
 
 def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
@@ -137,7 +148,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     if centroids is not None:
         files["centroids"] = CENTROIDS_FILE
     if cfg.task == "complementary":
-        TitleTfidf.fit(p.title for p in products).save(out_dir)
+        fit_lexical(products, setup.features, setup.retrieval).save(out_dir)
         files["lexical"] = LEXICAL_FILE
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     card = ModelCard(

@@ -57,11 +57,13 @@ def excluding_anchor(f: SearchFilter, product_id: str, dedup: str) -> SearchFilt
 
 
 def product_of(product_id: str, payload: ItemPayload) -> Product:
-    """An indexed product's content as the towers read it. The index keeps what filters and reasons
-    need (title, brand, category, seller, price), not the description or free attributes."""
+    """An indexed product's content as the towers read it: what filters and reasons need (title,
+    brand, category, seller, price) and the part of the description the model reads; free attributes,
+    which no tower reads, are not kept."""
     return Product(
         product_id=product_id,
         title=payload.title,
+        description=payload.description,
         category_path=payload.category_path,
         brand=payload.brand,
         seller=payload.seller,

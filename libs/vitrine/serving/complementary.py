@@ -10,8 +10,9 @@ Which categories, and in what order:
   score carries *whether an item's category fits* as well as which item of it fits best: there is no
   category gate to miss the right category, and a product whose category never appeared in training
   still gets complements. Hybrid scoring: the tower's `rerank_depth` best candidates are re-scored
-  by q.v / T + `lexical_weight` x the title TF-IDF cosine of the product and the candidate (the model
-  directory carries the idf table; the weight is the model card's, chosen on validation); the score
+  by q.v / T + `lexical_weight` x the TF-IDF cosine of the product and the candidate (over the
+  card's `lexical_text`: the title, or the title and the description as the payload keeps it; the
+  model directory carries the idf table; weight and text are the card's, chosen on validation); the score
   returned is that sum rescaled into [-1, 1] (same order). The ranked
   list is returned by score (`display="score"`) or, with `display="interleave"`, regrouped
   round-robin over the categories in order of their best item.
@@ -32,6 +33,7 @@ from vitrine.catalog.schema import Product
 from vitrine.errors import InvalidRequestError
 from vitrine.index.port import ScoredItem, SearchFilter, SearchRequest, VectorIndex, payload_for
 from vitrine.model.inference import InferenceModel
+from vitrine.model.lexical import lexical_text
 from vitrine.serving.anchors import AnchorRef, excluding_anchor, lookup, product_of, require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave
@@ -117,7 +119,9 @@ def complements(
 def _hybrid_scorer(
     model: InferenceModel, product: Product
 ) -> Callable[[list[ScoredItem]], list[ScoredItem]] | None:
-    """Re-scoring of tower candidates by logit + lexical_weight x title TF-IDF cosine (None: off).
+    """Re-scoring of tower candidates by logit + lexical_weight x TF-IDF cosine (None: off), over the
+    card's `lexical_text` of the product and of each candidate's payload (the payload's description
+    is the part the towers read; an inline product is cut the same way, so it scores as by id).
 
     The order is that of q.v / T + w x tfidf; the score returned is the same sum times T / (1 + w T),
     i.e. (q.v + w T x tfidf) / (1 + w T): a weighted mean of two cosines, so the API's contract that
@@ -127,14 +131,21 @@ def _hybrid_scorer(
     lexical = model.lexical
     if lexical is None or weight <= 0:
         return None
-    query = lexical.vector(product.title)
+    kind = model.retrieval.lexical_text
+    query = lexical.vector(lexical_text(kind, product.title, model.indexed_description(product)))
     lexical_share = weight * model.temperature  # w T: the TF-IDF cosine's weight beside q.v's 1
 
     def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
         scored = [
             ScoredItem(
                 h.product_id,
-                (h.score + lexical_share * lexical.cosine(query, lexical.vector(h.payload.title)))
+                (
+                    h.score
+                    + lexical_share
+                    * lexical.cosine(
+                        query, lexical.vector(lexical_text(kind, h.payload.title, h.payload.description))
+                    )
+                )
                 / (1.0 + lexical_share),
                 h.payload,
             )

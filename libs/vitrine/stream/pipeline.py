@@ -43,6 +43,10 @@ class ItemEncoder(Protocol):
 
     def assign_clusters(self, vectors: np.ndarray) -> np.ndarray: ...
 
+    def indexed_description(self, product: Product) -> str:
+        """The part of the description the towers read (kept in the payload)."""
+        ...
+
 
 Upsert = tuple[ProductEvent, Product, SourceRecord]
 
@@ -71,7 +75,13 @@ def _indexed(
     """Items from (product id, version, product, event time) rows and their item vectors."""
     clusters = model.assign_clusters(vectors)
     return [
-        IndexedItem(pid, version, vector, payload_for(product, int(cluster)), event_time)
+        IndexedItem(
+            pid,
+            version,
+            vector,
+            payload_for(product, int(cluster), model.indexed_description(product)),
+            event_time,
+        )
         for (pid, version, product, event_time), vector, cluster in zip(rows, vectors, clusters, strict=True)
     ]
 

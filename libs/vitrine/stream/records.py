@@ -66,6 +66,7 @@ def encode_vector_change(c: Change, model_version: str) -> bytes:
                 in_stock=p.in_stock,
                 cluster=p.cluster,
                 dedup_key=p.dedup_key,
+                description=p.description,
             )
         )
     return pb.SerializeToString()
@@ -87,6 +88,7 @@ def decode_vector_change(value: bytes) -> VectorRecord:
         in_stock=p.in_stock,
         cluster=p.cluster,
         dedup_key=p.dedup_key,
+        description=p.description,
     )
     vector = np.asarray(pb.vector, dtype=np.float32)
     return VectorRecord(IndexedItem(pb.product_id, pb.version, vector, payload, event_time), pb.model_version)

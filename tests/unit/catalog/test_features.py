@@ -152,3 +152,54 @@ def test_config_json_round_trip_and_validation() -> None:
         FeatureConfig(text_branch="bert")
     with pytest.raises(ValueError, match="unknown FeatureConfig fields"):
         FeatureConfig.from_dict({"nope": 1})
+
+
+# characters that make cutting text tricky: Unicode spaces, punctuation that normalises to a word
+# break, accents and combining marks, characters that fold or decompose into several
+_ALPHABET = [*"ab cdE-.,'", "\t", "\n", "\xa0", "\u3000", "\u2028", "\x1c", "é", "\u0301", "ß", "\u00a8", "⑴"]
+
+
+def _random_text(rng: np.random.Generator, n: int) -> str:
+    return "".join(rng.choice(_ALPHABET, size=n))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeatureConfig(),
+        FeatureConfig(max_description_words=5),
+        FeatureConfig(
+            text_branch="hashed+sentence", sentence_encoder="x", sentence_dim=4, sentence_context=True
+        ),
+        FeatureConfig(text_branch="sentence", sentence_encoder="x", sentence_dim=4),
+    ],
+    ids=["hashed", "hashed-5-words", "hashed+sentence-context", "sentence-title-only"],
+)
+def test_indexed_description_keeps_everything_the_features_read(config: FeatureConfig) -> None:
+    """Catches an index payload that loses description text the towers read: a product rebuilt from
+    `indexed_description` must give the same hashed bag and the same sentence text as the product."""
+    extractor = FeatureExtractor(config)
+    rng = np.random.default_rng(7)
+    shortened = 0
+    for case in range(300):
+        description = _random_text(rng, int(rng.integers(0, 900)))
+        full = product(description=description, title="" if case % 4 == 0 else "Nexon Mouse")
+        cut = full.description[: len(extractor.indexed_description(full))]
+        assert cut == extractor.indexed_description(full)  # a prefix of the description
+        rebuilt = product(description=cut, title=full.title)
+        if config.uses_hashed:
+            assert extractor.text_tokens(rebuilt) == extractor.text_tokens(full), repr(description)
+        if config.uses_sentence:
+            assert extractor.sentence_text(rebuilt) == extractor.sentence_text(full), repr(description)
+        shortened += len(cut) < len(description)
+    assert shortened > 100  # long descriptions are cut: the payload stays small
+
+
+def test_indexed_description_is_empty_when_no_feature_reads_it() -> None:
+    config = FeatureConfig(max_description_words=0)
+    assert FeatureExtractor(config).indexed_description(product(description="long text " * 50)) == ""
+    # the old payload (no description) does not reproduce the features: what the cut is for
+    extractor = FeatureExtractor(FeatureConfig())
+    full = product(description="Leather strap, fits every 42 mm case")
+    assert extractor.text_tokens(product(description="")) != extractor.text_tokens(full)
+    assert extractor.indexed_description(full) == full.description

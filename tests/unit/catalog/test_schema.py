@@ -53,3 +53,27 @@ def test_dedup_key_ignores_case_accents_and_punctuation() -> None:
     b = _product(product_id="sku-2", title="cafe creme espresso", brand="BREWMASTER")
     assert dedup_key(a) == dedup_key(b)
     assert normalise_text("  Ünïcode   TEXT ") == "unicode text"
+
+
+def test_a_title_that_is_only_the_brand_does_not_make_duplicates() -> None:
+    """Catches a near-duplicate key that collapses every product titled by its brand (the Amazon
+    loader's fallback: all magazines of one publisher) into one served result."""
+    a = _product(title="Acme Press", brand="ACME press", description="Garden monthly: roses, soil")
+    b = _product(product_id="sku-2", title="Acme Press", brand="Acme Press", description="Sailing news")
+    assert dedup_key(a) != dedup_key(b)
+    assert dedup_key(a) == dedup_key(
+        _product(
+            product_id="sku-3",
+            title="acme press",
+            brand="Acme Press",
+            description="Garden monthly — roses, soil!",
+        )
+    )
+    untitled = [
+        _product(product_id=f"u{i}", title="", description=d) for i, d in enumerate(["red mug", "blue mug"])
+    ]
+    assert dedup_key(untitled[0]) != dedup_key(untitled[1])
+    # a real title still decides: variants with other descriptions are duplicates
+    assert dedup_key(_product(description="16 GB")) == dedup_key(
+        _product(product_id="sku-4", description="32 GB")
+    )

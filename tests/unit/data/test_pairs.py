@@ -91,6 +91,12 @@ def test_duplicates_share_a_split() -> None:
     # same normalised title + brand = one group: variants never straddle train and test
     products = [Product(product_id=f"p{i}", title="Trail Shoe X", brand="Stridex") for i in range(20)]
     assert len(set(product_splits(products, SplitConfig()).values())) == 1
+    # the group is title + brand alone, also where the served near-duplicate key reads the description
+    # (a title that is only the brand): a trained model's split stays the one its card records
+    same_brand = [
+        Product(f"m{i}", "Acme Press", description=f"issue {i}", brand="Acme Press") for i in range(20)
+    ]
+    assert len(set(product_splits(same_brand, SplitConfig()).values())) == 1
 
 
 def test_no_held_out_product_appears_in_training_pairs() -> None:

@@ -46,6 +46,9 @@ class LeafTowers:
     def assign_clusters(self, vectors: np.ndarray) -> np.ndarray:
         return np.full(len(vectors), -1, dtype=np.int32)
 
+    def indexed_description(self, product: Product) -> str:
+        return ""  # these towers read the leaf category only
+
     def encode_complementary_queries(self, products: Sequence[Product], targets: Sequence[str]) -> np.ndarray:
         wanted = [
             [t] if t else list(self.complements.get(p.leaf_category, ()))

@@ -68,6 +68,8 @@ def items() -> list[IndexedItem]:
             in_stock=i % 5 != 0,
             cluster=i % 6,
             dedup_key=f"key-{i // 2}",  # pairs of duplicates
+            # what a complementary request by id rebuilds the product from (accents, newlines kept)
+            description="" if i % 7 == 0 else f"Beschreibung {i}: crème brûlée\nsecond line " * (1 + i % 3),
         )
         out.append(IndexedItem(f"p{i}", 1, _unit(rng), payload))
     return out
@@ -110,6 +112,17 @@ def test_filters_are_applied_inside_the_index(index: VectorIndex, items: list[In
         and i.product_id != "p7"
     }
     assert {h.product_id for h in hits} == expected
+
+
+def test_payloads_come_back_as_written(index: VectorIndex, items: list[IndexedItem]) -> None:
+    """Catches an adapter (or `ItemPayload.to_dict/from_dict`) that drops a payload field: the
+    description is what a complementary request by id encodes the product from."""
+    index.apply(items)
+    written = {i.product_id: i.payload for i in items}
+    assert {k: v.payload for k, v in index.get(list(written)).items()} == written
+    hits = index.exact_search(items[5].vector, 40, SearchFilter(in_stock_only=False))
+    assert len(hits) == 40 and all(h.payload == written[h.product_id] for h in hits)
+    assert any(h.payload.description for h in hits)
 
 
 def test_out_of_stock_items_appear_only_when_asked(index: VectorIndex, items: list[IndexedItem]) -> None:
@@ -295,6 +308,14 @@ def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> Non
         assert edge.versions(ids) == server.versions(ids)
         assert edge.count() == server.count() == len(items) - 1
         assert sorted(edge.get(ids)) == sorted(server.get(ids))
+        # the payloads themselves, description included, from get and from search
+        assert {k: v.payload for k, v in edge.get(ids).items()} == {
+            k: v.payload for k, v in server.get(ids).items()
+        }
+        f = SearchFilter(in_stock_only=False)
+        assert [h.payload for h in edge.search(items[0].vector, 40, f)] == [
+            h.payload for h in server.search(items[0].vector, 40, f)
+        ]
     finally:
         edge.close()
         server.close()

@@ -5,29 +5,39 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
+
 from vitrine.catalog.schema import Product
 from vitrine.index.port import ItemPayload, ScoredItem
 from vitrine.model.config import RetrievalConfig
-from vitrine.model.lexical import TitleTfidf
+from vitrine.model.lexical import ProductTfidf
 from vitrine.serving.complementary import Anchored, _by_category_round_robin, _hybrid_scorer, _recommendation
 
 
 @dataclass
 class Towers:
     retrieval: RetrievalConfig
-    lexical: TitleTfidf | None
+    lexical: ProductTfidf | None
     temperature: float = 0.1
 
+    def indexed_description(self, product: Product) -> str:
+        return product.description[:DESCRIPTION_READ]  # what the towers read, as the payload keeps it
 
-def hit(pid: str, score: float, title: str, leaf: str = "Cases") -> ScoredItem:
-    return ScoredItem(pid, score, ItemPayload(title=title, category_path=("R", leaf)))
+
+DESCRIPTION_READ = 24
+
+
+def hit(pid: str, score: float, title: str, leaf: str = "Cases", description: str = "") -> ScoredItem:
+    return ScoredItem(
+        pid, score, ItemPayload(title=title, category_path=("R", leaf), description=description)
+    )
 
 
 TITLES = ["acme phone x1", "acme phone case", "leather wallet", "usb charger", "acme charger"]
 
 
 def test_lexical_weight_reorders_candidates_by_logit_plus_title_cosine() -> None:
-    lexical = TitleTfidf.fit(TITLES)
+    lexical = ProductTfidf.fit(TITLES)
     product = Product("q", "acme phone x1", category_path=("R", "Phones"))
     hits = [hit("wallet", 0.50, "leather wallet"), hit("case", 0.45, "acme phone case")]
     rescore = _hybrid_scorer(Towers(RetrievalConfig(lexical_weight=10.0), lexical), product)  # type: ignore[arg-type]
@@ -35,13 +45,46 @@ def test_lexical_weight_reorders_candidates_by_logit_plus_title_cosine() -> None
     out = rescore(hits)
     # logits 5.0 vs 4.5: the shared words of "acme phone case" outweigh half a logit
     assert [h.product_id for h in out] == ["case", "wallet"]
-    cosine = TitleTfidf.cosine(lexical.vector(product.title), lexical.vector("acme phone case"))
+    cosine = ProductTfidf.cosine(lexical.vector(product.title), lexical.vector("acme phone case"))
     # the score is that sum rescaled by T / (1 + w T) into [-1, 1] (the API's contract), same order
     assert math.isclose(out[0].score, (0.45 + 1.0 * cosine) / 2.0) and math.isclose(out[1].score, 0.50 / 2.0)
     assert all(-1.0 <= h.score <= 1.0 for h in out)
     # weight 0 or no idf table: the tower alone (no re-scoring at all)
     assert _hybrid_scorer(Towers(RetrievalConfig(lexical_weight=0.0), lexical), product) is None  # type: ignore[arg-type]
     assert _hybrid_scorer(Towers(RetrievalConfig(), None), product) is None  # type: ignore[arg-type]
+
+
+def test_lexical_text_title_and_description_reads_the_payloads_description() -> None:
+    """Catches a hybrid score that ignores the description where the card says it reads it (magazine
+    titles are brand names: the description is where the words are), or that reads the description
+    of an inline product further than the index payload keeps it (an inline copy would then score
+    differently from a request by id)."""
+    wallet = "slim leather wallet"
+    mount = "fits the acme phone x1"
+    texts = [f"{t} {d}" for t, d in [("brand a", wallet), ("brand b", mount), ("brand q", "acme phone x1")]]
+    lexical = ProductTfidf.fit(texts)
+    hits = [
+        hit("wallet", 0.50, "brand a", description=wallet),
+        hit("mount", 0.45, "brand b", description=mount),
+    ]
+    # the query's description words past what the towers read must not count
+    product = Product("q", "brand q", description="acme phone x1 " + "zzz " * 5 + " wallet" * 3)
+    assert (
+        len(product.description) > DESCRIPTION_READ and "wallet" not in product.description[:DESCRIPTION_READ]
+    )
+
+    def order(kind: str) -> list[str]:
+        towers = Towers(RetrievalConfig(lexical_weight=10.0, lexical_text=kind), lexical)
+        rescore = _hybrid_scorer(towers, product)  # type: ignore[arg-type]
+        assert rescore is not None
+        out = rescore(hits)
+        assert all(-1.0 <= h.score <= 1.0 for h in out)
+        return [h.product_id for h in out]
+
+    assert order("title+description") == ["mount", "wallet"]  # "acme phone x1" in the mount's description
+    assert order("title") == ["wallet", "mount"]  # titles share no word with the query: the tower's order
+    with pytest.raises(ValueError, match="lexical_text"):
+        RetrievalConfig(lexical_text="description")
 
 
 def test_interleave_display_round_robins_categories_in_order_of_their_best_item() -> None:

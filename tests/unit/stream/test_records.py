@@ -20,6 +20,7 @@ def test_item_vectors_round_trip_with_payload_and_event_time() -> None:
         in_stock=False,
         cluster=7,
         dedup_key="silk tie|sartoria",
+        description="Hand-rolled edges, 100% mulberry silk.",
     )
     vector = np.linspace(-1, 1, 16, dtype=np.float32)
     change = IndexedItem("sku-1", 42, vector, payload, event_time=t)
