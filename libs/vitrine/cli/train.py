@@ -1,4 +1,5 @@
-"""`vitrine train`: train a similar or complementary two-tower model into a model directory."""
+"""`vitrine train`: train a similar or complementary two-tower model into a model directory, or add an
+intent tower to one (`--task intent --model DIR`, see `vitrine.cli.train_intent`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from vitrine.model.config import EncoderConfig, TrainConfig  # plain dataclasses: no torch
 
-TASKS = ("similar", "complementary")
+TASKS = ("similar", "complementary", "intent")
 TEXT_BRANCHES = ("hashed", "sentence")
 DEFAULTS = TrainConfig()
 
@@ -17,7 +18,7 @@ DEFAULTS = TrainConfig()
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train",
-        help="train a two-tower model (similar | complementary)",
+        help="train a two-tower model (similar | complementary) or add an intent tower (intent)",
         description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights.",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
@@ -27,7 +28,9 @@ def register(subparsers: Any) -> None:
         metavar="KIND:PATH[,KIND:PATH]",
         help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N (comma-separated to combine)",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="model directory to write")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="model directory to write (similar, complementary)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=DEFAULTS.epochs, help="maximum epochs (default: %(default)s)"
     )
@@ -73,10 +76,17 @@ def register(subparsers: Any) -> None:
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from vitrine.cli.train_intent import add_intent_arguments
+
+    add_intent_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "intent":
+        from vitrine.cli.train_intent import run_intent
+
+        return run_intent(args)
     from vitrine.catalog.features import FeatureConfig
     from vitrine.data.datasets import parse_specs
     from vitrine.data.pairs import PairConfig, SplitConfig
@@ -84,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.model.category_map import CategoryMapConfig
     from vitrine.model.pipeline import TrainingSetup, run_training
 
+    if args.out is None:
+        raise ConfigError(f"--task {args.task} needs --out DIR (the model directory to write)")
     try:
         features = FeatureConfig(text_branch=args.text_branch)
         if args.text_branch == "sentence":

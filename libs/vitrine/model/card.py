@@ -7,6 +7,9 @@ No torch here: serving reads the card. Files in a model directory:
     centroids.npy                     k-means centroids of the item space [k, dim] (inspirational serving)
     item_tower.onnx                   written by `vitrine export`
     query_tower_complementary.onnx    written by `vitrine export` (complementary models)
+    intent_tower.pt                   intent tower weights (`vitrine train --task intent --model DIR`)
+    intent_tower.onnx                 written by `vitrine export` when the model has an intent tower
+    intent_text_encoder/              its sentence encoder, exported for onnxruntime (`vitrine.text`)
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ WEIGHTS_FILE = "weights.pt"
 CENTROIDS_FILE = "centroids.npy"
 ITEM_TOWER_FILE = "item_tower.onnx"
 COMPLEMENTARY_QUERY_FILE = "query_tower_complementary.onnx"
+INTENT_WEIGHTS_FILE = "intent_tower.pt"
+INTENT_TOWER_FILE = "intent_tower.onnx"
+INTENT_TEXT_ENCODER_DIR = "intent_text_encoder"
 FORMAT_VERSION = 1
 
 
@@ -47,6 +53,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    # the intent tower added to this model's item space (vitrine.model.intent_pipeline); {} = none
+    intent: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
