@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 from _common import ensure_model, percentiles, write_result
 
+from vitrine.api.client import RecommenderClient
 from vitrine.data.synthetic import SyntheticConfig, generate
-from vitrine.serving.client import RecommenderClient
 from vitrine.stack import LocalStack
 from vitrine.stream.publisher import CatalogPublisher
 

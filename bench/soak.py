@@ -22,8 +22,8 @@ import grpc
 import numpy as np
 from _common import ensure_model, percentiles, write_result
 
+from vitrine.api.client import RecommenderClient
 from vitrine.data.synthetic import SyntheticConfig, generate
-from vitrine.serving.client import RecommenderClient
 from vitrine.stack import LocalStack
 from vitrine.stream.publisher import CatalogPublisher
 

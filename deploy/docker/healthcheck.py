@@ -23,7 +23,7 @@ def check_grpc(args: argparse.Namespace) -> str | None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from vitrine.serving.security import ClientTls, open_channel
+    from vitrine.api.security import ClientTls, open_channel
 
     tls = None
     if args.tls_ca or args.server_name or args.tls_cert:

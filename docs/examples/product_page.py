@@ -1,4 +1,4 @@
-"""Example: another backend service using the recommender through `vitrine.serving.client`.
+"""Example: another backend service using the recommender through `vitrine.api.client`.
 
 A product-page backend renders three carousels for a product: "similar", "goes well with" and "you
 may also like" (from the session's recent views). It asks for all three in one `Batch` call, with the
@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlparse
 
 import grpc
 
-from vitrine.serving.client import (
+from vitrine.api.client import (
     BatchError,
     Complementary,
     Filters,

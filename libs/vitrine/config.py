@@ -37,6 +37,22 @@ def env_var(cls: type[BaseModel], field: str) -> str:
     return f"{cls.model_config.get('env_prefix', '')}{field.upper()}"
 
 
+def describe_with_variables(cls: type[BaseModel], mixin: type[BaseModel]) -> None:
+    """Make the description of each of `mixin`'s fields in settings class `cls` end with the
+    environment variable that sets it there: "<text> (<VARIABLE>)". For settings mixins (Kafka
+    security, the index), whose variables depend on the service's prefix."""
+    changed = False
+    for name, template in mixin.model_fields.items():
+        variable = env_var(cls, name)
+        description = f"{template.description} ({variable})" if template.description else variable
+        field = cls.model_fields[name]  # the subclass's own copy
+        if field.description != description:
+            field.description = description
+            changed = True
+    if changed:  # the JSON schema was built with the old descriptions
+        cls.model_rebuild(force=True)
+
+
 def read_config_file(path: Path | None, section: str) -> dict[str, Any]:
     """The `section` mapping of a YAML config file (a file may configure several services)."""
     if path is None:
@@ -83,6 +99,8 @@ def load_settings(cls: type[S], config_file: Path | None, section: str, **overri
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc']))} (env {env_var(cls, str(err['loc'][0]))}): {err['msg']}"
+            if err["loc"]
+            else err["msg"]  # a check of several fields: its message names their variables
             for err in e.errors()
         )
         raise ConfigError(f"invalid {cls.__name__}: {problems}") from e

@@ -135,7 +135,8 @@ class LocalStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"vitrine_services.{service}", *args],
+                # `vitrine <service>`: the services add their commands to the CLI (entry points)
+                [sys.executable, "-m", "vitrine.cli.main", service, *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -14,13 +14,13 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from vitrine.errors import ConfigError
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import load_serving_model
+from vitrine.index import open_index
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
-from vitrine.stream.sinks import IndexSink, KafkaVectorSink, VectorSink
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
+from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
 from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
 from vitrine.stream.worker import BatchPolicy, CatchUp, EncoderWorker
@@ -50,7 +50,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     kafka = KafkaSettings(
         settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
     )
-    model = load_serving_model(settings.model_dir)
+    model = load_inference_model(settings.model_dir)
     version = model.model_version
     log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
     topics = TopicNames(
@@ -63,7 +63,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     group_id = settings.resolved_group_id(version)
     producer: KafkaProducer | TransactionalProducer
     transactions: TransactionalProducer | None = None
-    if settings.sink == "kafka" and settings.exactly_once:
+    if settings.index_mode == "embedded" and settings.exactly_once:
         # vectors, dead letters and offsets of a batch in one transaction (fencing zombies, KIP-447);
         # initialised now, before the restore below: this aborts whatever transaction this
         # instance's previous incarnation left open, so the restore reads everything committed
@@ -87,24 +87,24 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         producer = make_producer(kafka, **FLUSHING_PRODUCER)
     sink: VectorSink
     point_alias: Callable[[], None] | None = None
-    if settings.sink == "qdrant":
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        config = QdrantServerConfig(
-            settings.qdrant_url, settings.resolved_collection(version), model.dim, api_key=api_key
-        )
-        index = QdrantServerIndex(config)
-        sink = IndexSink(index)
+    if settings.index_mode == "server":
+        collection = settings.resolved_collection(version)
+        index = open_index(settings, dim=model.dim, name=collection)
+        sink = index  # the index is the sink: its version guard makes retries harmless
         if settings.qdrant_alias:
             alias = settings.qdrant_alias
 
             def point_alias() -> None:
                 index.point_alias(alias)
-                log.info("alias %s now names collection %s (model %s)", alias, index.collection, version)
+                log.info("alias %s now names collection %s (model %s)", alias, collection, version)
 
-        log.info("writing to Qdrant collection %s", index.collection)
+        log.info("writing to Qdrant collection %s", collection)
     else:
         kafka_sink = KafkaVectorSink(
-            producer, topics.vectors, make_consumer(kafka, client_id="vitrine-encoder-restore")
+            producer,
+            topics.vectors,
+            make_consumer(kafka, client_id="vitrine-encoder-restore"),
+            model_version=version,
         )
         kafka_sink.restore()
         sink = kafka_sink

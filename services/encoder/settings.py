@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.index.settings import IndexSettings
 from vitrine.stream.kafka_security import KafkaSecuritySettings
 
+# the former `sink` setting, read for configurations written before `index_mode` replaced it
+_SINK_MODES = {"kafka": "embedded", "qdrant": "server"}
 
-class EncoderSettings(KafkaSecuritySettings, BaseSettings):
-    # + kafka_security_protocol, kafka_sasl_*, kafka_ssl_* (Kafka SASL/SSL) from KafkaSecuritySettings
+
+class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
+    # + index_mode, vectors_topic, qdrant_url, qdrant_collection, qdrant_api_key (where the vectors go,
+    # named as the recommender reads them) from IndexSettings; kafka_security_protocol, kafka_sasl_*,
+    # kafka_ssl_* (Kafka SASL/SSL) from KafkaSecuritySettings
     model_config = SettingsConfigDict(env_prefix="VITRINE_ENCODER_", extra="forbid", frozen=True)
 
     model_dir: Path = Field(description="exported model directory (VITRINE_ENCODER_MODEL_DIR)")
@@ -20,11 +26,6 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         "127.0.0.1:9092", description="VITRINE_ENCODER_KAFKA_BOOTSTRAP_SERVERS"
     )
     products_topic: str = Field("catalog.products", description="VITRINE_ENCODER_PRODUCTS_TOPIC")
-    vectors_topic: str = Field(
-        "",
-        description="embedded mode; default catalog.vectors, or catalog.vectors.<model version> with "
-        "backfill (VITRINE_ENCODER_VECTORS_TOPIC)",
-    )
     dead_letter_topic: str = Field("catalog.products.dlq", description="VITRINE_ENCODER_DEAD_LETTER_TOPIC")
     group_id: str = Field(
         "",
@@ -40,14 +41,13 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         False,
         description="stop once the log end seen at start is reached (VITRINE_ENCODER_EXIT_WHEN_CAUGHT_UP)",
     )
-    sink: Literal["kafka", "qdrant"] = Field(
-        "kafka",
-        description="kafka: the vectors topic (embedded mode); qdrant: a Qdrant server "
-        "(VITRINE_ENCODER_SINK)",
+    sink: Literal["kafka", "qdrant"] | None = Field(
+        None,
+        description="deprecated, use index_mode: kafka = embedded, qdrant = server (VITRINE_ENCODER_SINK)",
     )
     exactly_once: bool = Field(
         True,
-        description="kafka sink: write each batch's vectors, dead letters and consumed offsets in one "
+        description="embedded mode: write each batch's vectors, dead letters and consumed offsets in one "
         "Kafka transaction, fenced by group generation (KIP-447), so an encoder paused past its "
         "session timeout cannot leave stale vectors behind; readers of the vectors topic must use "
         "isolation_level=read_committed. false: plain writes and commits, for brokers without "
@@ -74,14 +74,10 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         "encoder's), which until then holds back read_committed readers of its partitions; must not "
         "exceed the broker's transaction.max.timeout.ms (VITRINE_ENCODER_TRANSACTION_TIMEOUT_MS)",
     )
-    qdrant_url: str = Field("http://127.0.0.1:6333", description="server mode (VITRINE_ENCODER_QDRANT_URL)")
-    qdrant_collection: str = Field(
-        "", description="server mode; default vitrine-<model version> (VITRINE_ENCODER_QDRANT_COLLECTION)"
-    )
     qdrant_alias: str = Field(
-        "", description="alias pointed at the collection once caught up (VITRINE_ENCODER_QDRANT_ALIAS)"
+        "",
+        description="server mode: alias pointed at the collection once caught up (VITRINE_ENCODER_QDRANT_ALIAS)",
     )
-    qdrant_api_key: SecretStr | None = Field(None, description="VITRINE_ENCODER_QDRANT_API_KEY")
     max_batch: int = Field(
         256, ge=1, le=10_000, description="micro-batch size cap (VITRINE_ENCODER_MAX_BATCH)"
     )
@@ -98,6 +94,21 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         2, ge=1, description="partitions for created topics (VITRINE_ENCODER_TOPIC_PARTITIONS)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sink_is_index_mode(cls, data: Any) -> Any:
+        """`sink: kafka|qdrant` (before index_mode) still works; both set must agree."""
+        if isinstance(data, dict) and data.get("sink") is not None:
+            mode = _SINK_MODES.get(data["sink"])
+            if mode is not None and data.get("index_mode", mode) != mode:
+                raise ValueError(
+                    f"sink {data['sink']!r} means index_mode {mode!r}, but index_mode is "
+                    f"{data['index_mode']!r}; set only VITRINE_ENCODER_INDEX_MODE"
+                )
+            if mode is not None:
+                data = {**data, "index_mode": mode}
+        return data
+
     def resolved_group_id(self, model_version: str) -> str:
         return self.group_id or (f"vitrine-encoder-{model_version}" if self.backfill else "vitrine-encoder")
 
@@ -112,9 +123,8 @@ class EncoderSettings(KafkaSecuritySettings, BaseSettings):
         return default_transactional_id(group_id, self.instance_id or host_instance_slot(group_id))
 
     def resolved_vectors_topic(self, model_version: str) -> str:
-        return self.vectors_topic or (
-            f"catalog.vectors.{model_version}" if self.backfill else "catalog.vectors"
-        )
+        """A backfill writes a new model's own topic; the live encoder writes catalog.vectors."""
+        return self.topic_for(model_version, live=not self.backfill)
 
     def resolved_collection(self, model_version: str) -> str:
-        return self.qdrant_collection or f"vitrine-{model_version}"
+        return self.collection_to_write(model_version)

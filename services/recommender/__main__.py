@@ -4,9 +4,10 @@ service's command (the container entry point)."""
 import sys
 
 from vitrine.cli.main import main
+from vitrine_services.recommender.cli import register
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
     # global options (--log-level X) come before the command name
     split = 2 if argv[:1] == ["--log-level"] else 0
-    raise SystemExit(main([*argv[:split], "recommender", *argv[split:]], modules=("recommender",)))
+    raise SystemExit(main([*argv[:split], "recommender", *argv[split:]], registrars=(register,)))

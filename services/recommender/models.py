@@ -1,8 +1,9 @@
 """Loading the models a recommender serves, each with the index of its own item vectors.
 
-Vectors in one index come from one item tower, so every model has its own index: in embedded mode a
-Qdrant Edge shard under `index_path/<name>-<model version>`, fed from the model's vectors topic (a
-cache of the topic, rebuilt at every load); in server mode the model's Qdrant collection or alias.
+Vectors in one index come from one item tower, so every model has its own index, opened by
+`open_index`: in embedded mode a Qdrant Edge shard `index_path/<name>-<model version>`, fed from the
+model's vectors topic (a cache of the topic, rebuilt at every load); in server mode the model's Qdrant
+collection or alias.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import logging
 import shutil
 from dataclasses import dataclass
 
-from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.port import VectorIndex
-from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
+from vitrine.index import open_index
 from vitrine.model.card import read_card
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.registry import ServedModel
 from vitrine.stream.kafka import KafkaSettings, make_consumer
@@ -40,22 +39,17 @@ class ModelLoader:
     def load(self, spec: ModelSettings) -> ServedModel:
         """The model's towers and its index; in embedded mode the feed is started (see `wait_ready`)."""
         key = self.key(spec)
-        model = load_serving_model(spec.model_dir, threads=self.settings.model_threads)
+        model = load_inference_model(spec.model_dir, threads=self.settings.model_threads)
         version = model.model_version
         s = self.settings
-        index: VectorIndex
         if s.index_mode == "server":
-            api_key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
             collection = spec.collection(version)
-            index = QdrantServerIndex(
-                QdrantServerConfig(s.qdrant_url, collection, model.dim, api_key=api_key), create=False
-            )
+            index = open_index(s, dim=model.dim, name=collection, create=False)
             log.info("model %s (%s, %s): Qdrant collection %s", spec.name, model.task, version, collection)
             return ServedModel(spec.name, version, model.task, index, model, closers=(index.close,), key=key)
         # The shard is a cache of the vectors topic: rebuilt from the topic at every load.
-        path = s.index_path / f"{spec.name}-{version}"
-        shutil.rmtree(path, ignore_errors=True)
-        edge = EdgeIndex(EdgeIndexConfig(path, model.dim, wal=False))  # a cache of Kafka needs no WAL
+        name = f"{spec.name}-{version}"
+        edge = open_index(s, dim=model.dim, name=name, fresh=True)
         kafka = KafkaSettings(
             s.kafka_bootstrap_servers,
             client_id=f"vitrine-recommender-{spec.name}",
@@ -64,12 +58,12 @@ class ModelLoader:
         topic = spec.topic(version)
         feed = VectorFeed(make_consumer(kafka), topic, edge, self.metrics, version)
         feed.start()
-        log.info("model %s (%s, %s): vectors from %s into %s", spec.name, model.task, version, topic, path)
+        log.info("model %s (%s, %s): vectors from %s into %s", spec.name, model.task, version, topic, name)
 
         def close() -> None:
             feed.stop()
             edge.close()
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(s.index_path / name, ignore_errors=True)
 
         return ServedModel(
             spec.name,

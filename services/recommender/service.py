@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 
+from vitrine.api.security import server_security
+from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError, VitrineError
 from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
-from vitrine.serving.security import server_security
 from vitrine_services.recommender.models import ModelLoader
 from vitrine_services.recommender.settings import RecommenderSettings
 
@@ -101,9 +101,7 @@ class RecommenderService:
             if new is None:
                 return False
             _warn_restart_only(self.settings, new)
-            snapshot = build_snapshot(
-                self.loader, new, self.registry.current, self.settings.startup_timeout_s
-            )
+            snapshot = self._load_caught_up(new)
             if snapshot is None:
                 return False
             retired = self.registry.swap(snapshot, new.reload_drain_s)
@@ -120,6 +118,23 @@ class RecommenderService:
             return True
         finally:
             self._reload_lock.release()
+
+    def _load_caught_up(self, settings: RecommenderSettings) -> ServingSnapshot | None:
+        """The snapshot `settings` describe, once its new models caught up; None (and nothing new
+        left open) on any failure."""
+        try:
+            snapshot, loaded = build_snapshot(self.loader, settings, self.registry.current)
+        except Exception as e:
+            log.error("reload failed, keeping the current models: %s", e)
+            return None
+        try:
+            _wait_caught_up(loaded, self.settings.startup_timeout_s)
+        except Exception as e:
+            log.error("reload failed, keeping the current models: %s", e)
+            for m in loaded:
+                m.close()
+            return None
+        return snapshot
 
     def reload_if_changed(self) -> bool:
         """Reload when the configuration's models or variants, or a model's card (its version), differ
@@ -183,11 +198,12 @@ def _warn_restart_only(old: RecommenderSettings, new: RecommenderSettings) -> No
 
 
 def build_snapshot(
-    loader: ModelLoader, settings: RecommenderSettings, current: ServingSnapshot, ready_timeout_s: float
-) -> ServingSnapshot | None:
-    """The snapshot `settings` describe, reusing the models of `current` whose key is unchanged and
-    waiting until the new ones have caught up. None (and nothing new left open) if that fails."""
-    reusable = {m.key: m for m in current.models.values()}
+    loader: ModelLoader, settings: RecommenderSettings, current: ServingSnapshot | None = None
+) -> tuple[ServingSnapshot, list[ServedModel]]:
+    """The snapshot `settings` describe, reusing the models of `current` whose key is unchanged, and
+    the models it loaded anew (their feeds catch up in the background: `_wait_caught_up`). On failure
+    nothing new is left open and the error is raised."""
+    reusable = {m.key: m for m in current.models.values()} if current is not None else {}
     models: dict[str, ServedModel] = {}
     loaded: list[ServedModel] = []
     try:
@@ -200,21 +216,23 @@ def build_snapshot(
         router = ExperimentRouter(
             settings.resolved_variants({name: m.task for name, m in models.items()}), settings.experiment_salt
         )
-        deadline = time.monotonic() + ready_timeout_s
-        for m in loaded:
-            while not m.wait_ready(0.5):
-                if (error := m.error()) is not None:
-                    raise ConfigError(f"model {m.name}: its index feed failed: {error}")
-                if time.monotonic() > deadline:
-                    raise ConfigError(
-                        f"model {m.name}: its index did not catch up within {ready_timeout_s:.0f}s"
-                    )
-    except Exception as e:
-        log.error("reload failed, keeping the current models: %s", e)
+    except Exception:
         for m in loaded:
             m.close()
-        return None
-    return ServingSnapshot(models, router)
+        raise
+    return ServingSnapshot(models, router), loaded
+
+
+def _wait_caught_up(models: Iterable[ServedModel], timeout_s: float) -> None:
+    """Block until each model's index has caught up with its source; ConfigError if one's feed fails
+    or does not catch up in time."""
+    deadline = time.monotonic() + timeout_s
+    for m in models:
+        while not m.wait_ready(0.5):
+            if (error := m.error()) is not None:
+                raise ConfigError(f"model {m.name}: its index feed failed: {error}")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"model {m.name}: its index did not catch up within {timeout_s:.0f}s")
 
 
 def create_service(
@@ -231,7 +249,7 @@ def create_service(
         shutil.rmtree(settings.index_path, ignore_errors=True)
     loader = ModelLoader(settings, metrics)
     # the feeds start here and catch up in the background; SERVING waits for them (wait_ready)
-    snapshot = _initial_snapshot(loader, settings)
+    snapshot, _ = build_snapshot(loader, settings)
     registry = ModelRegistry(snapshot)
     grpc_server = create_grpc_server(
         registry,
@@ -252,21 +270,6 @@ def create_service(
     return RecommenderService(
         settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings
     )
-
-
-def _initial_snapshot(loader: ModelLoader, settings: RecommenderSettings) -> ServingSnapshot:
-    models: dict[str, ServedModel] = {}
-    try:
-        for spec in settings.model_specs():
-            models[spec.name] = loader.load(spec)
-        router = ExperimentRouter(
-            settings.resolved_variants({name: m.task for name, m in models.items()}), settings.experiment_salt
-        )
-    except Exception:
-        for m in models.values():
-            m.close()
-        raise
-    return ServingSnapshot(models, router)
 
 
 def run_recommender(

@@ -23,14 +23,20 @@ request (docs/API.md, "Models, variants and hot reload").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.api.security import parse_tokens
 from vitrine.errors import ConfigError
+from vitrine.index.settings import (
+    LIVE_ALIAS,
+    LIVE_VECTORS_TOPIC,
+    IndexSettings,
+    versioned_collection,
+    versioned_topic,
+)
 from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
-from vitrine.serving.security import parse_tokens
 from vitrine.stream.kafka_security import KafkaSecuritySettings
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -53,11 +59,11 @@ class ModelSettings(BaseModel):
     )
 
     def topic(self, model_version: str) -> str:
-        # the encoder's --backfill writes exactly here (EncoderSettings.resolved_vectors_topic)
-        return self.vectors_topic or f"catalog.vectors.{model_version}"
+        # the encoder's --backfill writes exactly here (IndexSettings.topic_for)
+        return self.vectors_topic or versioned_topic(model_version)
 
     def collection(self, model_version: str) -> str:
-        return self.qdrant_collection or f"vitrine-{model_version}"
+        return self.qdrant_collection or versioned_collection(model_version)
 
 
 class VariantSettings(BaseModel):
@@ -74,8 +80,11 @@ class VariantSettings(BaseModel):
     inspire: str = Field("", description="model for Inspire; empty = the similar model")
 
 
-class RecommenderSettings(KafkaSecuritySettings, BaseSettings):
-    # + kafka_security_protocol, kafka_sasl_*, kafka_ssl_* (Kafka SASL/SSL) from KafkaSecuritySettings
+class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
+    # + index_mode, vectors_topic, qdrant_url, qdrant_collection, qdrant_api_key, index_path (where the
+    # vectors are: model_dir's topic / collection; every other model's are named by its version) from
+    # IndexSettings; kafka_security_protocol, kafka_sasl_*, kafka_ssl_* (Kafka SASL/SSL) from
+    # KafkaSecuritySettings
     model_config = SettingsConfigDict(env_prefix="VITRINE_RECOMMENDER_", extra="forbid", frozen=True)
 
     model_dir: Path | None = Field(
@@ -126,23 +135,6 @@ class RecommenderSettings(KafkaSecuritySettings, BaseSettings):
     )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="VITRINE_RECOMMENDER_KAFKA_BOOTSTRAP_SERVERS"
-    )
-    vectors_topic: str = Field("catalog.vectors", description="VITRINE_RECOMMENDER_VECTORS_TOPIC")
-    index_mode: Literal["embedded", "server"] = Field(
-        "embedded",
-        description="embedded: local Qdrant Edge fed from the vectors topic; server: a Qdrant server "
-        "(VITRINE_RECOMMENDER_INDEX_MODE)",
-    )
-    qdrant_url: str = Field(
-        "http://127.0.0.1:6333", description="server mode (VITRINE_RECOMMENDER_QDRANT_URL)"
-    )
-    qdrant_collection: str = Field(
-        "vitrine", description="collection or alias to read (VITRINE_RECOMMENDER_QDRANT_COLLECTION)"
-    )
-    qdrant_api_key: SecretStr | None = Field(None, description="VITRINE_RECOMMENDER_QDRANT_API_KEY")
-    index_path: Path = Field(
-        Path("artifacts/recommender-index"),
-        description="local Qdrant Edge shard (VITRINE_RECOMMENDER_INDEX_PATH)",
     )
     grpc_host: str = Field("127.0.0.1", description="VITRINE_RECOMMENDER_GRPC_HOST")
     grpc_port: int = Field(
@@ -235,8 +227,9 @@ class RecommenderSettings(KafkaSecuritySettings, BaseSettings):
                 ModelSettings(
                     name=DEFAULT_MODEL,
                     model_dir=self.model_dir,
-                    vectors_topic=self.vectors_topic,
-                    qdrant_collection=self.qdrant_collection,
+                    # the live model's names unless configured: what the live encoder writes
+                    vectors_topic=self.vectors_topic or LIVE_VECTORS_TOPIC,
+                    qdrant_collection=self.qdrant_collection or LIVE_ALIAS,
                 )
             )
         if self.complementary_model_dir is not None:

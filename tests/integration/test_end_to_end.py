@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from vitrine.api.client import RecommenderClient
 from vitrine.catalog.schema import Availability, Product
 from vitrine.data.synthetic import SyntheticConfig, generate
-from vitrine.serving.client import RecommenderClient
 from vitrine.stack import LocalStack
 from vitrine.stream.kafka import group_progress, make_consumer
 from vitrine.stream.publisher import CatalogPublisher

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,10 @@ import pytest
 from kafka.structs import TopicPartition
 
 from vitrine.catalog.schema import Product, ProductEvent
-from vitrine.index.port import WriteResult
-from vitrine.model.serving import load_serving_model
+from vitrine.index.port import Change, WriteResult
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import (
     FLUSHING_PRODUCER,
     KafkaSettings,
@@ -35,7 +34,8 @@ from vitrine.stream.kafka import (
     make_consumer,
     make_producer,
 )
-from vitrine.stream.records import VectorChange, decode_vector_change
+from vitrine.stream.pipeline import EncoderPipeline
+from vitrine.stream.records import decode_vector_change
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.transactions import make_transactional_producer
 from vitrine.stream.worker import BatchPolicy, EncoderWorker
@@ -97,14 +97,14 @@ class StallingSink:
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
         return self.inner.versions(product_ids)
 
-    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
+    def apply(self, changes: Sequence[Change], stored: Mapping[str, int] | None = None) -> WriteResult:
         if not self.stalled.is_set():
             self.stalled.set()
             self.release.wait(120)
-        return self.inner.write(changes)
+        return self.inner.apply(changes, stored)
 
-    def on_assigned(self) -> None:
-        self.inner.on_assigned()
+    def catch_up(self) -> None:
+        self.inner.catch_up()
 
     def close(self) -> None:
         self.inner.close()
@@ -126,7 +126,7 @@ class InProcessEncoder:
 def start_encoder(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, model_dir: Path
 ) -> Iterator[Callable[..., tuple[InProcessEncoder, KafkaVectorSink]]]:
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     started: list[InProcessEncoder] = []
 
     def start(
@@ -145,7 +145,12 @@ def start_encoder(
             producer: object = transactions
         else:
             producer = make_producer(kafka_settings, **FLUSHING_PRODUCER)
-        sink = KafkaVectorSink(producer, catalog_topics.vectors, make_consumer(kafka_settings))  # type: ignore[arg-type]
+        sink = KafkaVectorSink(
+            producer,  # type: ignore[arg-type]
+            catalog_topics.vectors,
+            make_consumer(kafka_settings),
+            model_version=model.model_version,
+        )
         sink.restore()
         pipeline = EncoderPipeline(
             model,

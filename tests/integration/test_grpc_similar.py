@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.serving import index_only_registry
 
+from vitrine.api.client import RecommenderClient
+from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.client import RecommenderClient
-from vitrine.serving.grpc_api import ServingState
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIndex]:
 @pytest.fixture
 def server(index: EdgeIndex) -> Iterator[tuple[GrpcServer, RecommenderMetrics, EdgeIndex]]:
     metrics = RecommenderMetrics()
-    state = ServingState(index=index, model_version="test-model", variant="A")
-    grpc_server = create_grpc_server(lambda: state, metrics)
+    grpc_server = create_grpc_server(index_only_registry(index, "test-model", "A"), metrics)
     grpc_server.start()
     grpc_server.set_serving(True)
     yield grpc_server, metrics, index

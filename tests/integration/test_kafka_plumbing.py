@@ -11,11 +11,11 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.catalog.validation import decode_event
-from vitrine.index.port import IndexedItem, ItemPayload, Tombstone
+from vitrine.index.port import Change, IndexedItem, ItemPayload, Tombstone
 from vitrine.stream.dead_letters import H_OFFSET, H_REASON, H_TOPIC, KafkaDeadLetters
 from vitrine.stream.kafka import KafkaSettings, TopicNames, make_admin, make_consumer, make_producer
 from vitrine.stream.publisher import CatalogPublisher, VersionClock
-from vitrine.stream.records import SourceRecord, VectorChange
+from vitrine.stream.records import SourceRecord
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.topics import catalog_topics, ensure_topics
 
@@ -107,27 +107,24 @@ def test_vector_sink_never_writes_stale_versions_and_restores_them(
     now = datetime.now(UTC)
     vec = np.ones(4, dtype=np.float32) / 2
 
-    def change(pid: str, version: int, delete: bool = False) -> VectorChange:
-        c = (
-            Tombstone(pid, version)
-            if delete
-            else IndexedItem(pid, version, vec, ItemPayload(title=f"{pid}@{version}"))
-        )
-        return VectorChange(c, "m1", now)
+    def change(pid: str, version: int, delete: bool = False) -> Change:
+        if delete:
+            return Tombstone(pid, version, now)
+        return IndexedItem(pid, version, vec, ItemPayload(title=f"{pid}@{version}"), now)
 
-    sink = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
-    first = sink.write([change("a", 2), change("b", 1)])
+    sink = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors, model_version="m1")
+    first = sink.apply([change("a", 2), change("b", 1)])
     assert (first.written, first.stale) == (2, 0)
-    second = sink.write([change("a", 1), change("b", 1), change("b", 3, delete=True)])
+    second = sink.apply([change("a", 1), change("b", 1), change("b", 3, delete=True)])
     assert (second.written, second.deleted, second.stale) == (0, 1, 2)
     sink.close()
 
-    restored = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
+    restored = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors, model_version="m1")
     consumer = make_consumer(kafka_settings)
     assert restored.restore(consumer) == 3
     consumer.close()
     assert restored.versions(["a", "b", "c"]) == {"a": 2, "b": 3}
-    assert restored.write([change("a", 2)]).stale == 1
+    assert restored.apply([change("a", 2)]).stale == 1
     restored.close()
 
 
@@ -149,19 +146,24 @@ def test_vector_sink_catches_up_with_other_writers_on_assignment(
     now = datetime.now(UTC)
     vec = np.ones(4, dtype=np.float32) / 2
 
-    def item(pid: str, version: int) -> VectorChange:
-        return VectorChange(IndexedItem(pid, version, vec, ItemPayload(title=pid)), "m1", now)
+    def item(pid: str, version: int) -> Change:
+        return IndexedItem(pid, version, vec, ItemPayload(title=pid), now)
 
-    previous_owner = KafkaVectorSink(make_producer(kafka_settings), catalog_topics.vectors)
-    successor = KafkaVectorSink(
-        make_producer(kafka_settings), catalog_topics.vectors, make_consumer(kafka_settings)
+    previous_owner = KafkaVectorSink(
+        make_producer(kafka_settings), catalog_topics.vectors, model_version="m1"
     )
-    previous_owner.write([item("x", 3)])
+    successor = KafkaVectorSink(
+        make_producer(kafka_settings),
+        catalog_topics.vectors,
+        make_consumer(kafka_settings),
+        model_version="m1",
+    )
+    previous_owner.apply([item("x", 3)])
     successor.restore()
-    previous_owner.write([item("x", 5)])  # written after the successor's restore
+    previous_owner.apply([item("x", 5)])  # written after the successor's restore
     assert successor.versions(["x"]) == {"x": 3}
-    successor.on_assigned()
+    successor.catch_up()
     assert successor.versions(["x"]) == {"x": 5}
-    assert successor.write([item("x", 4)]).stale == 1  # the out-of-order event is not written
+    assert successor.apply([item("x", 4)]).stale == 1  # the out-of-order event is not written
     previous_owner.close()
     successor.close()

@@ -29,13 +29,13 @@ import grpc
 import numpy as np
 import pytest
 import yaml
+from support.serving import index_only_registry
 
+from vitrine.api.client import RecommenderClient
+from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, RecommenderMetrics, serve_metrics
-from vitrine.serving.client import RecommenderClient
-from vitrine.serving.grpc_api import ServingState
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
 
 pytestmark = pytest.mark.integration
 
@@ -102,8 +102,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
         items.append(IndexedItem(f"p{i}", 1, v / np.linalg.norm(v), ItemPayload(title=f"item {i}")))
     index.apply(items)
     recommender_metrics = RecommenderMetrics()
-    state = ServingState(index=index, model_version="prom-model", variant="A")
-    grpc_server = create_grpc_server(lambda: state, recommender_metrics)
+    grpc_server = create_grpc_server(index_only_registry(index, "prom-model", "A"), recommender_metrics)
     grpc_server.start()
     grpc_server.set_serving(True)
     recommender_metrics.items.labels("prom-model").set(index.count())

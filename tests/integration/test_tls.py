@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.serving import index_only_registry
 
+from vitrine.api.client import RecommenderClient
+from vitrine.api.security import ClientTls, ServerSecurity, open_channel, server_security
+from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.client import RecommenderClient
-from vitrine.serving.grpc_api import ServingState
-from vitrine.serving.grpc_server import GrpcServer, create_grpc_server
-from vitrine.serving.security import ClientTls, ServerSecurity, open_channel, server_security
 from vitrine.v1 import recommender_pb2, recommender_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -114,9 +114,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIndex]:
 
 
 def _serve(index: EdgeIndex, security: ServerSecurity) -> GrpcServer:
-    state = ServingState(index=index, model_version="tls-model")
+    registry = index_only_registry(index, "tls-model")
     server = create_grpc_server(
-        lambda: state,
+        registry,
         RecommenderMetrics(),
         interceptors=security.interceptors,
         credentials=security.credentials,

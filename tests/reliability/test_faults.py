@@ -16,10 +16,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from vitrine.api.client import RecommenderClient
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.index.port import Tombstone
-from vitrine.serving.client import RecommenderClient
 from vitrine.stack import LocalStack
 from vitrine.stream.kafka import group_progress, make_consumer
 from vitrine.stream.publisher import CatalogPublisher

@@ -45,3 +45,23 @@ def test_cli_registers_every_documented_subcommand() -> None:
         "kafka",
     }
     assert expected <= set(subcommands)
+
+
+def test_the_library_never_imports_a_service() -> None:
+    """Services import the library, never the reverse: the `vitrine` CLI finds the services' commands
+    through entry points (before, vitrine.cli.encoder and .recommender imported vitrine_services)."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "libs" / "vitrine").rglob("*.py")
+        if "vitrine_services" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_the_services_add_their_commands_through_entry_points() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    commands = config["project"]["entry-points"]["vitrine.commands"]
+    assert commands == {
+        "encoder": "vitrine_services.encoder.cli:register",
+        "recommender": "vitrine_services.recommender.cli:register",
+    }

@@ -59,9 +59,9 @@ def _ensure_model(model_dir: Path, products: int, retrain: bool) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from vitrine.api.client import RecommenderClient
     from vitrine.catalog.schema import Availability
     from vitrine.data.synthetic import SyntheticConfig, generate
-    from vitrine.serving.client import RecommenderClient
     from vitrine.stack import LocalStack
     from vitrine.stream.publisher import CatalogPublisher
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.data.datasets import load_dataset, parse_spec
     from vitrine.errors import ConfigError
     from vitrine.eval.inspire import InspireKnobs, evaluate_inspire, with_knobs
-    from vitrine.model.serving import load_serving_model
+    from vitrine.model.inference import load_inference_model
 
     spec = parse_spec(args.dataset)
     if spec.kind != "bundlerec":
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         max_anchors=args.anchors,
         mmr_diversity=args.mmr_diversity,
     )
-    model = load_serving_model(args.model)
+    model = load_inference_model(args.model)
     try:
         result = evaluate_inspire(
             model, load_dataset(spec), Path(spec.path), users=args.users, seed=args.seed, knobs=knobs

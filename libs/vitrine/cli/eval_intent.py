@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.errors import ConfigError
     from vitrine.eval.intent import IntentKnobs, evaluate_intents
     from vitrine.eval.lists import RELEVANCE_METRICS
-    from vitrine.model.serving import load_serving_model
+    from vitrine.model.inference import load_inference_model
     from vitrine.serving.inspire import Strategy
     from vitrine.text.cache import DEFAULT_CACHE
 
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         knobs = replace(knobs, nearest_clusters=args.clusters)
     if args.mmr_diversity is not None:
         knobs = replace(knobs, mmr_diversity=args.mmr_diversity)
-    model = load_serving_model(args.model)
-    fallback = load_serving_model(args.model, intent_tower=False)
+    model = load_inference_model(args.model)
+    fallback = load_inference_model(args.model, intent_tower=False)
     try:
         result = evaluate_intents(
             model,

@@ -1,7 +1,10 @@
 """The one `vitrine` command. Each subcommand lives in its own module with a `register(subparsers)`.
 
-Command modules import heavy dependencies (torch, onnxruntime, transformers) inside their handlers, so
-`vitrine --help` and the light commands start fast.
+The library's commands are the modules under `vitrine.cli` listed below. Other packages add theirs
+through the entry-point group `vitrine.commands` (a name -> its `register` function): the services
+register `vitrine encoder` and `vitrine recommender` so (pyproject.toml), and the library never
+imports a service. Command modules import heavy dependencies (torch, onnxruntime, transformers)
+inside their handlers, so `vitrine --help` and the light commands start fast.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 from vitrine.errors import VitrineError
 
@@ -18,8 +23,6 @@ from vitrine.errors import VitrineError
 COMMAND_MODULES: tuple[str, ...] = (
     "kafka",
     "produce",
-    "encoder",
-    "recommender",
     "demo",
     "train",
     "export",
@@ -27,25 +30,35 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "bench",
 )
+# Entry-point group of the commands other packages add (the services').
+COMMANDS_GROUP = "vitrine.commands"
+
+Register = Callable[[Any], None]
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+def command_registrars() -> list[Register]:
+    """Every command's `register`: the library's, then those other packages declare."""
+    library = [importlib.import_module(f"vitrine.cli.{name}").register for name in COMMAND_MODULES]
+    added = [ep.load() for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name)]
+    return [*library, *added]
+
+
+def build_parser(registrars: Sequence[Register] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitrine",
         description="Streaming content-based recommendations: two-tower models, Kafka, Qdrant, gRPC.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in modules:
-        module = importlib.import_module(f"vitrine.cli.{name}")
-        module.register(subparsers)
+    for register in command_registrars() if registrars is None else registrars:
+        register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MODULES) -> int:
-    """Run the CLI. `modules` narrows the commands loaded (the services' `python -m` entry points
-    load only their own, so they start without importing the training stack)."""
-    parser = build_parser(modules)
+def main(argv: Sequence[str] | None = None, registrars: Sequence[Register] | None = None) -> int:
+    """Run the CLI. `registrars` narrows the commands loaded (a service's `python -m` entry point
+    passes only its own, so it starts without importing the training stack)."""
+    parser = build_parser(registrars)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -36,9 +36,7 @@ def add_intent_arguments(parser: argparse.ArgumentParser) -> None:
         "--intent-val-fraction", type=float, default=None, help="share of intents for validation"
     )
     group.add_argument("--intent-test-fraction", type=float, default=None, help="share of intents held out")
-    group.add_argument(
-        "--cache-dir", type=Path, default=None, help="sentence-vector cache (default: $VITRINE_CACHE/vectors)"
-    )
+    # --cache-dir is `vitrine train`'s own option; for --task intent its default is $VITRINE_CACHE/vectors
 
 
 def run_intent(args: argparse.Namespace) -> int:

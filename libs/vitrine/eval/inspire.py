@@ -29,19 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from vitrine.api.requests import RequestLimits
 from vitrine.catalog.schema import Product
 from vitrine.data.datasets import Dataset
 from vitrine.data.histories import UserHistory, load_user_histories, split_history, user_split
 from vitrine.eval.lists import LIST_LENGTH, MetricMeans, diversity, relevance
 from vitrine.eval.served import exact_served_model
 from vitrine.index.port import SearchFilter
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.anchors import AnchorRef
 from vitrine.serving.deadline import Deadline
-from vitrine.serving.filters import RequestFilter
 from vitrine.serving.inspire import InspireQuery, Strategy, inspire
 from vitrine.serving.registry import ServedModel
-from vitrine.serving.requests import RequestLimits
+from vitrine.serving.selection import RequestFilter
 from vitrine.serving.similar import SimilarQuery, similar
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _measure(
 
 
 def evaluate_inspire(
-    model: ServingModel,
+    model: InferenceModel,
     dataset: Dataset,
     folder: Path,
     users: str = "test",

@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from vitrine.api.requests import RequestLimits
 from vitrine.catalog.schema import Product
 from vitrine.data.datasets import Dataset, DatasetSpec
 from vitrine.data.intents import IntentQuery, IntentSplitConfig, intent_queries, split_intents
 from vitrine.eval.lists import LIST_LENGTH, RELEVANCE_METRICS, MetricMeans, relevance
 from vitrine.eval.served import exact_served_model
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.inspire import InspireQuery, Strategy, inspire
 from vitrine.serving.registry import ServedModel
-from vitrine.serving.requests import RequestLimits
 from vitrine.text.cache import DEFAULT_CACHE, encode_cached
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def trained_on(record: dict[str, Any], spec: DatasetSpec) -> bool:
 
 
 def select_queries(
-    model: ServingModel, dataset: Dataset, spec: DatasetSpec, split: str
+    model: InferenceModel, dataset: Dataset, spec: DatasetSpec, split: str
 ) -> tuple[list[IntentQuery], str]:
     queries = intent_queries(dataset)
     record = model.card.intent
@@ -161,8 +161,8 @@ def measure(
 
 
 def evaluate_intents(
-    model: ServingModel,
-    fallback: ServingModel,
+    model: InferenceModel,
+    fallback: InferenceModel,
     dataset: Dataset,
     spec: DatasetSpec,
     baselines: Sequence[str] = BASELINES,

@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vitrine.errors import IndexBackendError
-from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.base import IndexAdapter, Point, Record
 from vitrine.index.layout import (
     DEFAULT_FULL_SCAN_POINTS,
     PAYLOAD_FIELDS,
     PayloadField,
     full_scan_threshold_kb,
 )
-from vitrine.index.port import (
-    IndexedItem,
-    ItemPayload,
-    ScoredItem,
-    SearchFilter,
-    SearchRequest,
-    Tombstone,
-    WriteResult,
-    point_id,
-)
-from vitrine.index.versioning import plan_points
+from vitrine.index.port import SearchFilter, SearchRequest
+from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +42,18 @@ class EdgeIndexConfig:
     wal: bool = True
 
 
-class EdgeIndex:
+class EdgeIndex(IndexAdapter):
     """VectorIndex on a Qdrant Edge shard. Thread-safe: writes are serialised, reads run concurrently."""
+
+    engine = "Qdrant Edge"
 
     def __init__(self, config: EdgeIndexConfig) -> None:
         import qdrant_edge as qe
 
+        super().__init__(config.dim)
         self._qe = qe
         self._models = FilterModels(qe.Filter, qe.FieldCondition, qe.MatchValue, qe.MatchAny, qe.RangeFloat)
         self.config = config
-        self.dim = config.dim
-        self._write_lock = threading.Lock()
         if config.fresh and config.path.exists():
             shutil.rmtree(config.path)
         edge_config = qe.EdgeConfig(
@@ -103,80 +92,28 @@ class EdgeIndex:
                 params = qe.FloatIndexParams(enable_hnsw=spec.graph)
             self._shard.update(qe.UpdateOperation.create_field_index(field_name, params))
 
-    # -- writes ---------------------------------------------------------------------------------
+    def indexed_points(self) -> int:
+        """Points whose segment has its HNSW graph (the rest are searched exactly)."""
+        return int(self._call("info", self._shard.info).indexed_vectors_count)
 
-    def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
+    # -- the engine -----------------------------------------------------------------------------
+
+    def _engine_upsert(self, points: list[Point]) -> None:
         qe = self._qe
-        with self._write_lock:
-            planned, result = plan_points(items, tombstones, self.versions, self.dim)
-            if planned:
-                points = [qe.Point(p.id, p.vector, p.payload) for p in planned]
-                try:
-                    self._shard.update(qe.UpdateOperation.upsert_points(points))
-                except Exception as e:
-                    raise IndexBackendError(f"Qdrant Edge upsert of {len(points)} points failed: {e}") from e
-        return result
-
-    def flush(self) -> None:
-        with self._write_lock:
-            self._shard.flush()
-
-    # -- reads ----------------------------------------------------------------------------------
-
-    def _records(self, product_ids: Sequence[str], with_vector: bool) -> list[Any]:
-        if not product_ids:
-            return []
-        try:
-            return list(
-                self._shard.retrieve(
-                    [point_id(p) for p in product_ids], with_payload=True, with_vector=with_vector
-                )
-            )
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant Edge retrieve failed: {e}") from e
-
-    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
-        return {r.payload["product_id"]: int(r.payload["version"]) for r in self._records(product_ids, False)}
-
-    def get(self, product_ids: Sequence[str]) -> dict[str, IndexedItem]:
-        out: dict[str, IndexedItem] = {}
-        for r in self._records(product_ids, True):
-            if r.payload.get("deleted"):
-                continue
-            pid = r.payload["product_id"]
-            out[pid] = IndexedItem(
-                pid,
-                int(r.payload["version"]),
-                np.asarray(_dense(r.vector), dtype=np.float32),
-                ItemPayload.from_dict(r.payload),
-            )
-        return out
-
-    def search(self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None) -> list[ScoredItem]:
-        qe = self._qe
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=build_filter(self._models, filter or SearchFilter()),
-            with_payload=True,
-            params=qe.SearchParams(hnsw_ef=max(self.config.search_ef, limit)),
+        self._shard.update(
+            qe.UpdateOperation.upsert_points([qe.Point(p.id, p.vector, p.payload) for p in points])
         )
-        try:
-            hits = self._shard.query(request)
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant Edge query failed: {e}") from e
-        return [
-            ScoredItem(h.payload["product_id"], float(h.score), ItemPayload.from_dict(h.payload))
-            for h in hits
-        ]
 
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
-        if not requests:
-            return []
+    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
+        ids: list[Any] = list(point_ids)  # the shard takes ints, UUIDs or strings
+        records = self._shard.retrieve(ids, with_payload=True, with_vector=with_vector)
+        return [(r.payload or {}, _dense(r.vector) if with_vector else None) for r in records]
+
+    def _engine_query(self, requests: list[SearchRequest], exact: bool) -> list[list[Any]]:
         qe = self._qe
         queries = []
         for r in requests:
-            vector = np.asarray(r.vector, dtype=np.float32).tolist()
+            vector = r.vector.tolist()
             if r.mmr is None:
                 query: Any = qe.Query.Nearest(vector)
                 ef = max(self.config.search_ef, r.limit)
@@ -191,66 +128,32 @@ class EdgeIndex:
                     query=query,
                     filter=build_filter(self._models, r.filter or SearchFilter()),
                     with_payload=True,
-                    params=qe.SearchParams(hnsw_ef=ef),
+                    params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=ef),
                 )
             )
-        try:
-            results = self._shard.query_batch(qe.QueryBatchRequest(queries))
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant Edge batch query of {len(queries)} failed: {e}") from e
-        return [
-            [
-                ScoredItem(h.payload["product_id"], float(h.score), ItemPayload.from_dict(h.payload))
-                for h in hits
-            ]
-            for hits in results
-        ]
+        return [list(hits) for hits in self._shard.query_batch(qe.QueryBatchRequest(queries))]
 
-    def exact_search(
-        self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None
-    ) -> list[ScoredItem]:
-        """Brute-force search in the same engine: the ground truth for ANN recall."""
-        qe = self._qe
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=build_filter(self._models, filter or SearchFilter()),
-            with_payload=True,
-            params=qe.SearchParams(exact=True),
-        )
-        hits = self._shard.query(request)
-        return [
-            ScoredItem(h.payload["product_id"], float(h.score), ItemPayload.from_dict(h.payload))
-            for h in hits
-        ]
+    def _engine_count(self) -> int:
+        return int(self._shard.count(self._qe.CountRequest(exact=True, filter=live_filter(self._models))))
 
-    def count(self) -> int:
-        qe = self._qe
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=live_filter(self._models))))
-
-    def indexed_points(self) -> int:
-        """Points whose segment has its HNSW graph (the rest are searched exactly)."""
-        return int(self._shard.info().indexed_vectors_count)
-
-    def optimize(self) -> None:
+    def _engine_optimize(self) -> None:
         """Build HNSW for segments that crossed the indexing threshold, then flush (blocking).
 
         The flush matters as much as the graph: Qdrant Edge keeps every superseded point version's
         storage until a flush marks it reusable, so a replica that only applied updates grew by ~0.35 KB
         per update (docs/RELIABILITY.md, soak). Callers run this periodically while writing.
         """
-        with self._write_lock:
-            self._shard.optimize()
-            self._shard.flush()
+        self._shard.optimize()
+        self._shard.flush()
 
-    def close(self) -> None:
-        with self._write_lock:
-            self._shard.flush()
-            self._shard.close()
+    def _engine_flush(self) -> None:
+        self._shard.flush()
+
+    def _engine_close(self) -> None:
+        self._shard.flush()
+        self._shard.close()
 
 
 def _dense(vector: Any) -> list[float]:
     # a shard with one unnamed vector returns either the list or {"": list}
-    if isinstance(vector, dict):
-        return list(next(iter(vector.values())))
-    return list(vector)
+    return list(next(iter(vector.values()))) if isinstance(vector, dict) else list(vector)

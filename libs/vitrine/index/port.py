@@ -1,22 +1,30 @@
 """The index port: what the encoder and the recommender need from a vector index, nothing more.
 
 Two adapters implement it: `EdgeIndex` (Qdrant Edge, in-process, embedded mode) and `QdrantServerIndex`
-(qdrant-client against a Qdrant server, server mode). Both keep the same invariants:
+(qdrant-client against a Qdrant server, server mode), both on the shared base `IndexAdapter`
+(`vitrine.index.base`); `vitrine.index.open_index(settings, ...)` is the one place that picks and
+builds one. Both keep the same invariants:
 
 - versioned writes: an upsert or delete whose version is not newer than the stored one is skipped
-  (and counted), so duplicate and out-of-order deliveries cannot move the index backwards;
+  (and counted), so duplicate and out-of-order deliveries cannot move the index backwards (the one
+  rule: `vitrine.index.versioning.plan_versions`);
 - deletes are tombstones (the point stays with `deleted=true` and its version) so an older upsert
-  arriving after a delete cannot resurrect the product; searches never return tombstones.
+  arriving after a delete cannot resurrect the product; searches never return tombstones;
+- every failure of the engine is raised as `IndexBackendError` (a closed index too); a limit below 1
+  is a `ValueError`. The congruence tests check both adapters fail alike.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+
+from vitrine.catalog.schema import Product, dedup_key
 
 # Stable point ids: Qdrant accepts unsigned ints or UUIDs; product ids are arbitrary strings.
 _POINT_NAMESPACE = uuid.UUID("8f0c3c1e-6d1b-4a55-9d53-5a4f0d7e2b10")
@@ -75,18 +83,45 @@ class ItemPayload:
         )
 
 
+def payload_for(product: Product, cluster: int = -1) -> ItemPayload:
+    """What the index holds for a product: what filters, caps and reasons read (an inline product of a
+    request gets the same, without a cluster)."""
+    return ItemPayload(
+        title=product.title,
+        brand=product.brand,
+        seller=product.seller,
+        category_path=product.category_path,
+        price=product.price,
+        currency=product.currency,
+        in_stock=product.availability.purchasable,
+        cluster=cluster,
+        dedup_key=dedup_key(product),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedItem:
+    """An upsert: the product's item vector and payload at `version`."""
+
     product_id: str
     version: int
     vector: np.ndarray
     payload: ItemPayload
+    # when the catalogue event behind this version happened (for freshness); not stored in the index
+    event_time: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
+    """A delete of the product at `version`."""
+
     product_id: str
     version: int
+    event_time: datetime | None = field(default=None, compare=False)
+
+
+# The one change type every writer takes (the index, the vectors topic): an upsert or a delete.
+Change = IndexedItem | Tombstone
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +146,7 @@ class SearchFilter:
     price_max: float | None = None
     clusters: tuple[int, ...] = ()
     leaf_categories: tuple[str, ...] = ()  # match the leaf category exactly (a complementary target)
+    exclude_leaf_categories: tuple[str, ...] = ()  # leaf categories never returned (a product's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +178,10 @@ class SearchRequest:
 class WriteResult:
     written: int = 0
     deleted: int = 0
-    stale: int = 0  # skipped because the index already held this version or a newer one
-    stale_ids: list[str] = field(default_factory=list)
+    # skipped: superseded by a newer change of the same product in the batch, or not newer than
+    # what the index already held
+    stale: int = 0
+    stale_ids: list[str] = field(default_factory=list)  # products of which nothing was written
 
 
 class VectorIndex(Protocol):
@@ -151,8 +189,11 @@ class VectorIndex(Protocol):
 
     dim: int
 
-    def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
-        """Upsert items and delete products, skipping anything not newer than what is stored."""
+    def apply(self, changes: Sequence[Change], stored: Mapping[str, int] | None = None) -> WriteResult:
+        """Upsert and delete, skipping anything not newer than what is stored (the newest change per
+        product wins within the batch). `stored`: the versions `versions()` returned for these
+        products when the caller read them for this batch (the encoder reads them once, before it
+        encodes); None reads them now."""
         ...
 
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
@@ -171,6 +212,13 @@ class VectorIndex(Protocol):
         """Several searches (nearest or MMR) planned and run together; one result list per request."""
         ...
 
+    def exact_search(
+        self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None
+    ) -> list[ScoredItem]:
+        """Brute-force nearest live items in the same engine: the ground truth for ANN recall, and
+        what offline evaluation scores with (the only allowed difference from serving)."""
+        ...
+
     def count(self) -> int:
         """Number of live (not deleted) items."""
         ...
@@ -180,4 +228,15 @@ class VectorIndex(Protocol):
         background optimizer, so its owner calls this; a Qdrant server optimizes by itself."""
         ...
 
-    def close(self) -> None: ...
+    def flush(self) -> None:
+        """Persist what was applied (Qdrant Edge); a Qdrant server acknowledges writes durably."""
+        ...
+
+    def point_alias(self, alias: str) -> None:
+        """Atomically make `alias` name this index (server mode's zero-downtime model switch); a
+        Qdrant Edge shard has no aliases and raises IndexBackendError."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the engine; calling it again does nothing."""
+        ...

@@ -10,27 +10,14 @@ in-process mode (`url=":memory:"` or a local path).
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from vitrine.errors import IndexBackendError
-from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.base import IndexAdapter, Point, Record
 from vitrine.index.layout import DEFAULT_FULL_SCAN_POINTS, PAYLOAD_FIELDS, full_scan_threshold_kb
-from vitrine.index.port import (
-    IndexedItem,
-    ItemPayload,
-    ScoredItem,
-    SearchFilter,
-    SearchRequest,
-    Tombstone,
-    WriteResult,
-    point_id,
-)
-from vitrine.index.versioning import plan_points
+from vitrine.index.port import SearchFilter, SearchRequest
+from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +50,23 @@ def make_client(config: QdrantServerConfig) -> Any:
     )
 
 
-class QdrantServerIndex:
+class QdrantServerIndex(IndexAdapter):
     """VectorIndex on a Qdrant collection (or alias). Writes are serialised per process; Kafka's
     partitioning guarantees one writer per product across processes."""
+
+    engine = "Qdrant"
 
     def __init__(self, config: QdrantServerConfig, client: Any | None = None, create: bool = True) -> None:
         from qdrant_client import models
 
+        super().__init__(config.dim)
         self._m = models
         self._models = FilterModels(
             models.Filter, models.FieldCondition, models.MatchValue, models.MatchAny, models.Range
         )
         self.config = config
-        self.dim = config.dim
         self.client = client if client is not None else make_client(config)
         self.collection = config.collection
-        self._write_lock = threading.Lock()
         if create:
             self.ensure_collection()
 
@@ -111,6 +99,11 @@ class QdrantServerIndex:
 
     def point_alias(self, alias: str) -> None:
         """Atomically make `alias` name this collection (the zero-downtime switch)."""
+        self._call(f"alias {alias!r}", self._engine_point_alias, alias)
+
+    # -- the engine -----------------------------------------------------------------------------
+
+    def _engine_point_alias(self, alias: str) -> None:
         m = self._m
         operations: list[Any] = []
         existing = {a.alias_name for a in self.client.get_aliases().aliases}
@@ -123,88 +116,21 @@ class QdrantServerIndex:
         )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
-    # -- writes ---------------------------------------------------------------------------------
+    def _engine_upsert(self, points: list[Point]) -> None:
+        structs = [self._m.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        self.client.upsert(self.collection, points=structs, wait=True)
 
-    def apply(self, items: Sequence[IndexedItem], tombstones: Sequence[Tombstone] = ()) -> WriteResult:
-        m = self._m
-        with self._write_lock:
-            planned, result = plan_points(items, tombstones, self.versions, self.dim)
-            if planned:
-                points = [m.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in planned]
-                try:
-                    self.client.upsert(self.collection, points=points, wait=True)
-                except Exception as e:
-                    raise IndexBackendError(f"Qdrant upsert of {len(points)} points failed: {e}") from e
-        return result
-
-    # -- reads ----------------------------------------------------------------------------------
-
-    def _records(self, product_ids: Sequence[str], with_vectors: bool) -> list[Any]:
-        if not product_ids:
-            return []
-        try:
-            return list(
-                self.client.retrieve(
-                    self.collection,
-                    [point_id(p) for p in product_ids],
-                    with_payload=True,
-                    with_vectors=with_vectors,
-                )
-            )
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant retrieve failed: {e}") from e
-
-    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
-        return {r.payload["product_id"]: int(r.payload["version"]) for r in self._records(product_ids, False)}
-
-    def get(self, product_ids: Sequence[str]) -> dict[str, IndexedItem]:
-        out: dict[str, IndexedItem] = {}
-        for r in self._records(product_ids, True):
-            if r.payload.get("deleted"):
-                continue
-            pid = r.payload["product_id"]
-            vector = np.asarray(r.vector, dtype=np.float32)
-            out[pid] = IndexedItem(pid, int(r.payload["version"]), vector, ItemPayload.from_dict(r.payload))
-        return out
-
-    def _query(
-        self, vector: np.ndarray, limit: int, filter: SearchFilter | None, exact: bool
-    ) -> list[ScoredItem]:
-        m = self._m
-        params = (
-            m.SearchParams(exact=True) if exact else m.SearchParams(hnsw_ef=max(self.config.search_ef, limit))
+    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
+        records = self.client.retrieve(
+            self.collection, point_ids, with_payload=True, with_vectors=with_vector
         )
-        try:
-            response = self.client.query_points(
-                self.collection,
-                query=np.asarray(vector, dtype=np.float32).tolist(),
-                query_filter=build_filter(self._models, filter or SearchFilter()),
-                search_params=params,
-                limit=limit,
-                with_payload=True,
-            )
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant query failed: {e}") from e
-        return [
-            ScoredItem(p.payload["product_id"], float(p.score), ItemPayload.from_dict(p.payload))
-            for p in response.points
-        ]
+        return [(r.payload, r.vector if with_vector else None) for r in records]
 
-    def search(self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None) -> list[ScoredItem]:
-        return self._query(vector, limit, filter, exact=False)
-
-    def exact_search(
-        self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None
-    ) -> list[ScoredItem]:
-        return self._query(vector, limit, filter, exact=True)
-
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
-        if not requests:
-            return []
+    def _engine_query(self, requests: list[SearchRequest], exact: bool) -> list[list[Any]]:
         m = self._m
         queries = []
         for r in requests:
-            vector = np.asarray(r.vector, dtype=np.float32).tolist()
+            vector = r.vector.tolist()
             if r.mmr is None:
                 query: Any = vector
                 ef = max(self.config.search_ef, r.limit)
@@ -218,35 +144,25 @@ class QdrantServerIndex:
                 m.QueryRequest(
                     query=query,
                     filter=build_filter(self._models, r.filter or SearchFilter()),
-                    params=m.SearchParams(hnsw_ef=ef),
+                    params=m.SearchParams(exact=True) if exact else m.SearchParams(hnsw_ef=ef),
                     limit=r.limit,
                     with_payload=True,
                 )
             )
-        try:
-            responses = self.client.query_batch_points(self.collection, queries)
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant batch query of {len(queries)} failed: {e}") from e
-        return [
-            [
-                ScoredItem(p.payload["product_id"], float(p.score), ItemPayload.from_dict(p.payload))
-                for p in r.points
-            ]
-            for r in responses
-        ]
+        return [list(r.points) for r in self.client.query_batch_points(self.collection, queries)]
 
-    def count(self) -> int:
-        try:
-            return int(
-                self.client.count(self.collection, count_filter=live_filter(self._models), exact=True).count
-            )
-        except Exception as e:
-            raise IndexBackendError(f"Qdrant count failed: {e}") from e
+    def _engine_count(self) -> int:
+        return int(
+            self.client.count(self.collection, count_filter=live_filter(self._models), exact=True).count
+        )
 
-    def optimize(self) -> None:
+    def _engine_optimize(self) -> None:
         """Nothing to do: the Qdrant server runs its optimizers in the background."""
 
-    def close(self) -> None:
+    def _engine_flush(self) -> None:
+        """Nothing to do: upserts return once the server has applied them (`wait=True`)."""
+
+    def _engine_close(self) -> None:
         self.client.close()
 
 

@@ -1,59 +1,79 @@
-"""Versioned writes, once for both adapters: which points to write so the index never moves backwards.
+"""The version guard: the one rule every write follows, so the index never moves backwards.
 
-Within a batch only the newest change per product counts; against the index, a change is written
-only if its version is newer than the stored one (tombstones included). A delete is written as a
-tombstone point (`deleted=1`, zero vector, the delete's version) so an older upsert arriving after it
-is recognised as stale instead of resurrecting the product.
+Within a batch only the newest change per product counts; against what is stored, a change counts
+only if its version is newer (tombstones included: a delete is stored as a versioned tombstone, so an
+older upsert arriving after it is stale instead of resurrecting the product). The encoder plans its
+batch of events with it before encoding (no item tower spent on stale events), and both writers, the
+index adapters (`IndexAdapter.apply`) and the vectors topic's sink (`KafkaVectorSink.apply`), plan
+their writes with it. The stored versions are read once per plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-import numpy as np
-
-from vitrine.errors import IndexBackendError
-from vitrine.index.port import IndexedItem, Tombstone, WriteResult, point_id
+from vitrine.index.port import Tombstone, WriteResult
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedPoint:
-    id: str
-    vector: list[float]
-    payload: dict[str, Any]
+class Versioned(Protocol):
+    """Anything with a product id and a version: a catalogue event, an index change."""
+
+    @property
+    def product_id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
 
 
-def plan_points(
-    items: Sequence[IndexedItem],
-    tombstones: Sequence[Tombstone],
-    stored_versions: Callable[[Sequence[str]], dict[str, int]],
-    dim: int,
-) -> tuple[list[PlannedPoint], WriteResult]:
-    newest: dict[str, IndexedItem | Tombstone] = {}
-    for change in [*items, *tombstones]:
+V = TypeVar("V", bound=Versioned)
+
+StoredVersions = Mapping[str, int] | Callable[[Sequence[str]], Mapping[str, int]]
+
+
+@dataclass
+class VersionPlan(Generic[V]):
+    """What of a batch is to be written, and against which stored versions it was decided."""
+
+    fresh: list[V] = field(default_factory=list)  # newest per product, newer than stored; batch order
+    superseded: int = 0  # older changes of a product that the batch also holds a newer change of
+    stale_ids: list[str] = field(default_factory=list)  # newest change not newer than what is stored
+    stored: dict[str, int] = field(default_factory=dict)  # the stored versions read for the plan
+
+    @property
+    def stale(self) -> int:
+        return self.superseded + len(self.stale_ids)
+
+    def result(self) -> WriteResult:
+        """The result of writing `fresh` (a plan of index changes): upserts, deletes, stale."""
+        deleted = sum(1 for c in self.fresh if isinstance(c, Tombstone))
+        return WriteResult(
+            written=len(self.fresh) - deleted,
+            deleted=deleted,
+            stale=self.stale,
+            stale_ids=list(self.stale_ids),
+        )
+
+
+def plan_versions(changes: Sequence[V], stored: StoredVersions) -> VersionPlan[V]:
+    """Keep the newest change per product, then only those newer than `stored` (a mapping, or a
+    function reading the stored versions of the given ids, called once)."""
+    newest: dict[str, V] = {}
+    superseded = 0
+    for change in changes:
         current = newest.get(change.product_id)
-        if current is None or change.version > current.version:
+        if current is None:
             newest[change.product_id] = change
-    stored = stored_versions(list(newest))
-    result = WriteResult()
-    points: list[PlannedPoint] = []
-    for pid, change in newest.items():
-        if stored.get(pid, 0) >= change.version:
-            result.stale += 1
-            result.stale_ids.append(pid)
-        elif isinstance(change, Tombstone):
-            payload = {"product_id": pid, "version": change.version, "deleted": 1, "in_stock": 0}
-            points.append(PlannedPoint(point_id(pid), [0.0] * dim, payload))
-            result.deleted += 1
         else:
-            vector = change.vector
-            if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
-                raise IndexBackendError(
-                    f"vector for {pid!r} has shape {vector.shape} or non-finite values; expected ({dim},)"
-                )
-            payload = {**change.payload.to_dict(), "product_id": pid, "version": change.version, "deleted": 0}
-            points.append(PlannedPoint(point_id(pid), vector.astype(np.float32).tolist(), payload))
-            result.written += 1
-    return points, result
+            superseded += 1
+            if change.version > current.version:
+                newest[change.product_id] = change
+    held = dict(stored(list(newest)) if callable(stored) else stored)
+    plan: VersionPlan[V] = VersionPlan(superseded=superseded, stored=held)
+    for product_id, change in newest.items():
+        if change.version > held.get(product_id, 0):
+            plan.fresh.append(change)
+        else:
+            plan.stale_ids.append(product_id)
+    return plan

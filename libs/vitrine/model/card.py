@@ -7,6 +7,7 @@ No torch here: serving reads the card. Files in a model directory:
     centroids.npy                     k-means centroids of the item space [k, dim] (inspirational serving)
     item_tower.onnx                   written by `vitrine export`
     query_tower_complementary.onnx    written by `vitrine export` (complementary models)
+    lexical.json                      title idf table for hybrid complementary scoring (complementary models)
     intent_tower.pt                   intent tower weights (`vitrine train --task intent --model DIR`)
     intent_tower.onnx                 written by `vitrine export` when the model has an intent tower
     intent_text_encoder/              its sentence encoder, exported for onnxruntime (`vitrine.text`)
@@ -46,6 +47,7 @@ class ModelCard:
     train: dict[str, Any]
     complementary_map: dict[str, list[str]] = field(default_factory=dict)
     category_prior: dict[str, Any] = field(default_factory=dict)  # CategoryPrior.to_dict()
+    retrieval: dict[str, Any] = field(default_factory=dict)  # RetrievalConfig.to_dict() (complementary)
     pairs: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     category_map: dict[str, Any] = field(default_factory=dict)

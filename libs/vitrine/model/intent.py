@@ -203,7 +203,8 @@ def train_intent_tower(
                 negative_ids=all_ids,
                 log_q_positives=None if log_q is None else log_q[positive_ids],
                 log_q_negatives=log_q,
-                known_positives=known[q_rows],
+                # the query's other bundle items are answers too, never negatives
+                extra_mask=known[q_rows][:, torch.cat([positive_ids, all_ids])],
             )
             if distill:
                 chunk = torch.from_numpy(distill_order[step * distill_batch : (step + 1) * distill_batch])

@@ -3,7 +3,7 @@
     tower = IntentEncoder(model_dir, card)        # card.intent and card.files name the exports
     vectors = tower.encode(["gift for a runner"])   # float32 [n, dim], L2-normalised, item space
 
-No torch: the recommender loads this through `vitrine.model.serving.ServingModel`.
+No torch: the recommender loads this through `vitrine.model.inference.InferenceModel`.
 """
 
 from __future__ import annotations

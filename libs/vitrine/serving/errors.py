@@ -1,5 +1,5 @@
 """Errors of the serving layer that have no place in `vitrine.errors`' input/data vocabulary; like every
-library error they derive from `VitrineError`, and `grpc_api` maps them to status codes in one place."""
+library error they derive from `VitrineError`, and `vitrine.api.servicer` maps them to status codes in one place."""
 
 from __future__ import annotations
 

@@ -24,14 +24,14 @@ import numpy as np
 from vitrine.catalog.schema import Product
 from vitrine.errors import NotFoundError
 from vitrine.index.port import Mmr, ScoredItem, SearchFilter, SearchRequest
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.anchors import require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
 from vitrine.serving.errors import NotConfiguredError
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 MMR_CANDIDATES_PER_ITEM = 4  # MMR picks from the nearest 4 x wanted (at least 50, at most 2,000)
 MIN_MMR_CANDIDATES = 50
@@ -119,7 +119,7 @@ def _plan(served: ServedModel, query: InspireQuery, anchors: list[_Anchor]) -> l
     ]
 
 
-def intent_vector(model: ServingModel, intent: str) -> np.ndarray:
+def intent_vector(model: InferenceModel, intent: str) -> np.ndarray:
     """The intent's anchor in the item space: the intent tower's, else the item tower's reading of the
     intent as a product title (the fallback for models without an intent tower)."""
     if model.intent is not None:

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vitrine.index.port import VectorIndex
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.errors import NotConfiguredError
-from vitrine.serving.experiments import DEFAULT_VARIANT, ExperimentRouter, Variant
+from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.results import Task
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class ServedModel:
     model_version: str
     task: str
     index: VectorIndex
-    model: ServingModel | None = None
+    model: InferenceModel | None = None
     wait_ready: Callable[[float], bool] = _always_ready
     error: Callable[[], BaseException | None] = _no_error
     closers: tuple[Callable[[], None], ...] = ()
@@ -68,16 +68,6 @@ class ServingSnapshot:
         if name is None:
             raise NotConfiguredError(f"variant {variant.name!r} serves no {task.value} model")
         return self.models[name]
-
-    @classmethod
-    def single(
-        cls, index: VectorIndex, model_version: str, variant: str = DEFAULT_VARIANT
-    ) -> ServingSnapshot:
-        """An index-only snapshot: Similar by product id from `index`, in one variant."""
-        served = ServedModel("default", model_version, Task.SIMILAR.value, index)
-        return cls(
-            {"default": served}, ExperimentRouter([Variant(variant, similar="default", inspire="default")])
-        )
 
 
 class ModelRegistry:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
-from vitrine.config import env_var
+from vitrine.config import describe_with_variables, env_var
 
 
 class KafkaSecuritySettings(BaseModel):
@@ -36,16 +36,7 @@ class KafkaSecuritySettings(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Make each field's description name the subclass's variable: "<text> (<VARIABLE>)"."""
         super().__pydantic_init_subclass__(**kwargs)
-        changed = False
-        for name, template in KafkaSecuritySettings.model_fields.items():
-            variable = env_var(cls, name)
-            description = f"{template.description} ({variable})" if template.description else variable
-            field = cls.model_fields[name]  # the subclass's own copy
-            if field.description != description:
-                field.description = description
-                changed = True
-        if changed:  # the JSON schema was built with the old descriptions
-            cls.model_rebuild(force=True)
+        describe_with_variables(cls, KafkaSecuritySettings)
 
     # Cross-field checks sit on non-secret fields: a validation error carries its field's input value.
     @field_validator("kafka_sasl_mechanism")

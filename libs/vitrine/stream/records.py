@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from vitrine.index.port import IndexedItem, ItemPayload, Tombstone
+from vitrine.index.port import Change, IndexedItem, ItemPayload, Tombstone
 from vitrine.v1 import catalog_pb2
 
 
@@ -25,12 +25,12 @@ class SourceRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class VectorChange:
-    """An item to upsert or a tombstone, with the event time of the catalogue event behind it."""
+class VectorRecord:
+    """One record of a vectors topic (an `ItemVector`): a change (with the event time of the
+    catalogue event behind it), and the model version whose item tower made the vector."""
 
-    change: IndexedItem | Tombstone
+    change: Change
     model_version: str
-    event_time: datetime
 
     @property
     def product_id(self) -> str:
@@ -40,13 +40,15 @@ class VectorChange:
     def version(self) -> int:
         return self.change.version
 
+    @property
+    def event_time(self) -> datetime | None:
+        return self.change.event_time
 
-def encode_vector_change(change: VectorChange) -> bytes:
-    c = change.change
-    pb = catalog_pb2.ItemVector(
-        product_id=c.product_id, version=c.version, model_version=change.model_version
-    )
-    pb.event_time.FromDatetime(change.event_time)
+
+def encode_vector_change(c: Change, model_version: str) -> bytes:
+    pb = catalog_pb2.ItemVector(product_id=c.product_id, version=c.version, model_version=model_version)
+    if c.event_time is not None:
+        pb.event_time.FromDatetime(c.event_time)
     if isinstance(c, Tombstone):
         pb.deleted = True
     else:
@@ -69,11 +71,11 @@ def encode_vector_change(change: VectorChange) -> bytes:
     return pb.SerializeToString()
 
 
-def decode_vector_change(value: bytes) -> VectorChange:
+def decode_vector_change(value: bytes) -> VectorRecord:
     pb = catalog_pb2.ItemVector.FromString(value)
     event_time = pb.event_time.ToDatetime(tzinfo=UTC) if pb.HasField("event_time") else datetime.now(UTC)
     if pb.deleted:
-        return VectorChange(Tombstone(pb.product_id, pb.version), pb.model_version, event_time)
+        return VectorRecord(Tombstone(pb.product_id, pb.version, event_time), pb.model_version)
     p = pb.payload
     payload = ItemPayload(
         title=p.title,
@@ -87,4 +89,4 @@ def decode_vector_change(value: bytes) -> VectorChange:
         dedup_key=p.dedup_key,
     )
     vector = np.asarray(pb.vector, dtype=np.float32)
-    return VectorChange(IndexedItem(pb.product_id, pb.version, vector, payload), pb.model_version, event_time)
+    return VectorRecord(IndexedItem(pb.product_id, pb.version, vector, payload, event_time), pb.model_version)

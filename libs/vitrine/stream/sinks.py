@@ -1,60 +1,49 @@
-"""Where the encoder writes vectors: the compacted catalog.vectors topic (embedded mode) or an index
-directly through the index port (server mode). Both know the latest version they hold per product,
-so the encoder can drop stale events before spending the item tower on them."""
+"""Where the encoder writes vectors: the compacted catalog.vectors topic (embedded mode, this module's
+`KafkaVectorSink`) or, in server mode, the index itself (a `VectorIndex` from `open_index`). Both take
+the same changes and follow the same version guard (`plan_versions`), and both know the latest version
+they hold per product, so the encoder can drop stale events before spending the item tower on them."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from vitrine.index.port import IndexedItem, Tombstone, VectorIndex, WriteResult
+from vitrine.index.port import Change, WriteResult
+from vitrine.index.versioning import plan_versions
 from vitrine.stream.kafka import require_read_committed
-from vitrine.stream.records import VectorChange, decode_vector_change, encode_vector_change
+from vitrine.stream.records import decode_vector_change, encode_vector_change
 from vitrine.stream.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
 
 
 class VectorSink(Protocol):
+    """What the encoder writes to; a `VectorIndex` is one."""
+
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
         """Latest version held per product (upserts and deletes); absent ids are missing."""
         ...
 
-    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
-        """Write and block until acknowledged; skip what is not newer than what is held."""
-        ...
-
-    def on_assigned(self) -> None:
-        """Partitions were (re)assigned to this worker: refresh what the sink knows of other writers."""
+    def apply(self, changes: Sequence[Change], stored: Mapping[str, int] | None = None) -> WriteResult:
+        """Write and block until acknowledged; skip what is not newer than what is held (`stored`:
+        the versions this sink returned for the batch's products, when the caller read them)."""
         ...
 
     def close(self) -> None: ...
 
 
-class IndexSink:
-    """Server mode: write straight into a VectorIndex (its version guard makes retries harmless)."""
+@runtime_checkable
+class CatchesUp(Protocol):
+    """A sink that knows what it holds from what it wrote, so it must catch up with what other writers
+    wrote when partitions move to this process (or it stalled and may have lost them). An index is
+    asked directly and needs nothing of the kind."""
 
-    def __init__(self, index: VectorIndex) -> None:
-        self.index = index
-
-    def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
-        return self.index.versions(product_ids)
-
-    def on_assigned(self) -> None:
-        """Nothing to refresh: versions are read from the index itself."""
-
-    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
-        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
-        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
-        return self.index.apply(items, tombs)
-
-    def close(self) -> None:
-        self.index.close()
+    def catch_up(self) -> None: ...
 
 
 class KafkaVectorSink:
@@ -64,8 +53,9 @@ class KafkaVectorSink:
     vector written after a newer one would win. The sink therefore keeps the latest version written
     per product and never writes a change that is not newer. The map is restored from the topic
     itself at start (like a Kafka Streams state store from its changelog) and brought up to date with
-    what other encoders of the group wrote whenever partitions move to this one (`on_assigned`): its
-    consumer then reads only the records appended since its last read.
+    what other encoders of the group wrote whenever partitions move to this one (`catch_up`): its
+    consumer then reads only the records appended since its last read. The records carry
+    `model_version`, the version of the model whose item tower made the vectors.
 
     With a `TransactionalProducer` (exactly-once mode) the records of a batch become visible only
     when the worker commits the batch's transaction; versions written are therefore staged and enter
@@ -80,9 +70,12 @@ class KafkaVectorSink:
         producer: KafkaProducer | TransactionalProducer,
         topic: str,
         consumer: KafkaConsumer | None = None,
+        *,
+        model_version: str,
     ) -> None:
         self._producer = producer
         self.topic = topic
+        self.model_version = model_version
         self._versions: dict[str, int] = {}
         self._staged: dict[str, int] = {}  # written in the open transaction, not committed yet
         self.transactional = isinstance(producer, TransactionalProducer)
@@ -119,7 +112,8 @@ class KafkaVectorSink:
         log.info("restored %d product versions from %d records of %s", len(self._versions), read, self.topic)
         return read
 
-    def on_assigned(self) -> None:
+    def catch_up(self) -> None:
+        """Read what other writers appended since the last read (the whole topic if never read)."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -151,29 +145,23 @@ class KafkaVectorSink:
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
         return {p: self._versions[p] for p in product_ids if p in self._versions}
 
-    def write(self, changes: Sequence[VectorChange]) -> WriteResult:
-        result = WriteResult()
-        futures = []
-        accepted: list[VectorChange] = []
-        for change in changes:
-            if change.version <= self._versions.get(change.product_id, 0):
-                result.stale += 1
-                result.stale_ids.append(change.product_id)
-                continue
-            value = encode_vector_change(change)
-            futures.append(self._producer.send(self.topic, key=change.product_id.encode(), value=value))
-            accepted.append(change)
+    def apply(self, changes: Sequence[Change], stored: Mapping[str, int] | None = None) -> WriteResult:
+        plan = plan_versions(changes, self._versions if stored is None else stored)
+        futures = [
+            self._producer.send(
+                self.topic,
+                key=c.product_id.encode(),
+                value=encode_vector_change(c, self.model_version),
+            )
+            for c in plan.fresh
+        ]
         self._producer.flush()
         for future in futures:
             future.get(timeout=30)
         written = self._staged if self.transactional else self._versions
-        for change in accepted:
-            written[change.product_id] = change.version
-            if isinstance(change.change, Tombstone):
-                result.deleted += 1
-            else:
-                result.written += 1
-        return result
+        for c in plan.fresh:
+            written[c.product_id] = c.version
+        return plan.result()
 
     def close(self) -> None:
         self._producer.flush()

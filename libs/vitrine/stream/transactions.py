@@ -54,6 +54,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from vitrine.stream.kafka import KafkaSettings, make_producer
+from vitrine.stream.kafka_compat import has_fatal_transaction_error, stop_sender_now
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,7 @@ class TransactionalProducer:
         """Whether the producer is beyond use: `error` is fatal, or its transaction state is."""
         if error is not None and isinstance(error, FATAL):
             return True
-        manager = getattr(self._producer, "_transaction_manager", None)
-        return bool(manager is not None and manager.has_fatal_error())
+        return has_fatal_transaction_error(self._producer)
 
     def recreate(self) -> None:
         """Drop the producer (without waiting for what it holds) and start a new one with the same
@@ -199,10 +199,8 @@ def _close_now(producer: KafkaProducer) -> None:
     try:
         producer.close(timeout=0)
     except Exception:
-        sender = getattr(producer, "_sender", None)
-        if sender is not None:
-            with contextlib.suppress(Exception):
-                sender.force_close()
+        with contextlib.suppress(Exception):
+            stop_sender_now(producer)
 
 
 def make_transactional_producer(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from vitrine.index.port import IndexedItem, Tombstone, VectorIndex
+from vitrine.index.port import VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.records import decode_vector_change
@@ -113,19 +113,17 @@ class VectorFeed:
     def _apply(self, values: list[bytes]) -> None:
         if not values:
             return
-        changes = [decode_vector_change(v) for v in values]
+        records = [decode_vector_change(v) for v in values]
         if self.model_version is not None:
-            changes = [c for c in changes if c.model_version == self.model_version]
-        items = [c.change for c in changes if isinstance(c.change, IndexedItem)]
-        tombs = [c.change for c in changes if isinstance(c.change, Tombstone)]
-        result = self.index.apply(items, tombs)
+            records = [r for r in records if r.model_version == self.model_version]
+        result = self.index.apply([r.change for r in records])
         self._writes_since_optimize += result.written + result.deleted
         if self.caught_up.is_set():  # replaying history says nothing about freshness
             now = datetime.now(UTC)
             stale = set(result.stale_ids)
-            for c in changes:
-                if c.product_id not in stale:
-                    self.metrics.freshness.observe(max(0.0, (now - c.event_time).total_seconds()))
+            for r in records:
+                if r.product_id not in stale and r.event_time is not None:
+                    self.metrics.freshness.observe(max(0.0, (now - r.event_time).total_seconds()))
         self.metrics.applied.labels("upsert").inc(result.written)
         self.metrics.applied.labels("delete").inc(result.deleted)
         self.metrics.feed_stale.inc(result.stale)

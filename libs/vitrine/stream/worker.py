@@ -31,7 +31,8 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartiti
 
 from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
+from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 
@@ -49,8 +50,6 @@ class BatchPolicy:
     max_wait_ms: int = 50
     poll_timeout_ms: int = 200
     retry_backoff_ms: int = 200
-    # a batch that took longer than this to collect (the process was stalled) refreshes the sink
-    stall_refresh_s: float = 5.0
     max_retry_backoff_ms: int = 10_000
 
     def __post_init__(self) -> None:
@@ -61,7 +60,8 @@ class BatchPolicy:
 class _Rebalance(ConsumerRebalanceListener):
     """Runs on kafka-python's IO thread: only notes the change. Nothing processed is uncommitted at
     revocation (see the module docstring); after an assignment the worker thread lets the sink catch
-    up with what the previous owners wrote, before it processes anything of the new partitions."""
+    up with what the previous owners wrote (`EncoderPipeline.catch_up`), before it processes anything
+    of the new partitions."""
 
     def __init__(self, worker: EncoderWorker) -> None:
         self.worker = worker
@@ -134,22 +134,22 @@ class EncoderWorker:
         log.info("encoder consuming %s", self.topic)
         try:
             while not self.stop_event.is_set():
-                started = time.monotonic()
-                batch = self._next_batch()
-                self._resume_interrupted_rebalance()
                 # A process paused (GC, SIGSTOP, a starved VM) past the session timeout may have lost
                 # its partitions without knowing yet, and poll() can still hand it records fetched
-                # before: catch up with what the new owner wrote, so those are recognised as stale
-                # instead of overwriting newer vectors. (Full zombie fencing needs transactions.)
-                stalled = time.monotonic() - started > self.policy.stall_refresh_s
-                if self.assignment_changed.is_set() or stalled:
+                # before: a batch that took too long since this moment makes the pipeline catch up
+                # with what the new owner wrote before it writes, so those records are recognised as
+                # stale instead of overwriting newer vectors. (Full zombie fencing needs transactions.)
+                fetched_at = time.monotonic()
+                batch = self._next_batch()
+                self._resume_interrupted_rebalance()
+                if self.assignment_changed.is_set():
                     self.assignment_changed.clear()
-                    self.pipeline.sink.on_assigned()
+                    self.pipeline.catch_up()
                 if batch:
                     if self.transactions is not None:
-                        outcome = self._process_in_transaction(batch, self.transactions)
+                        outcome = self._process_in_transaction(batch, self.transactions, fetched_at)
                     else:
-                        outcome = self._process_until_done(batch)
+                        outcome = self._process_until_done(batch, fetched_at)
                         if outcome is not None:
                             self._commit(batch)
                     if outcome is None:
@@ -167,28 +167,21 @@ class EncoderWorker:
             log.info("encoder stopped")
 
     def _resume_interrupted_rebalance(self) -> None:
-        """Work around a kafka-python 3.0.12 bug that leaves a consumer with no partitions.
-
-        When a rebalance is triggered by a metadata change (typically right after start: the first
-        assignment was made before the topic's partitions were known), the leader's assignment makes
-        `need_rejoin()` false again while its SyncGroup is still in flight. If the poll() that drives
-        the rebalance times out at that moment, the next poll() sees no need to rejoin and never
-        completes the pending join: the assignment stays empty, nothing is consumed, until some
-        other rebalance happens (seen under CPU load: 5 minutes without a record). Asking for a
-        rejoin makes the next poll() finish it (or join again)."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():  # type: ignore[union-attr]
+        """A poll() timeout can leave a rebalance unfinished in kafka-python 3.0.12, and the consumer
+        without partitions (`kafka_compat.resume_interrupted_join`): finish it at the next poll()."""
+        if resume_interrupted_join(self.consumer):
             log.info("resuming a rebalance that a poll() timeout interrupted")
-            coordinator.request_rejoin()  # type: ignore[union-attr]
 
-    def _process_until_done(self, batch: list[SourceRecord]) -> BatchOutcome | None:
+    def _process_until_done(
+        self, batch: list[SourceRecord], fetched_at: float | None = None
+    ) -> BatchOutcome | None:
         """Process a batch, retrying with capped exponential backoff while the broker or the index is
         unavailable (a restart, a network blip): the batch is not committed, so retrying it is safe,
         and crashing would only replay it after a restart anyway. None if stopped meanwhile."""
         delay = self.policy.retry_backoff_ms / 1000
         while True:
             try:
-                return self.pipeline.process(batch)
+                return self.pipeline.process(batch, fetched_at=fetched_at)
             except TRANSIENT as e:
                 self.metrics.retries.inc()
                 log.warning(
@@ -199,7 +192,7 @@ class EncoderWorker:
                 delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
 
     def _process_in_transaction(
-        self, batch: list[SourceRecord], txn: TransactionalProducer
+        self, batch: list[SourceRecord], txn: TransactionalProducer, fetched_at: float | None = None
     ) -> BatchOutcome | None:
         """Write the batch and commit its offsets in one transaction, retrying with capped backoff
         while Kafka or the index is unavailable (an aborted transaction left nothing visible, so a
@@ -218,7 +211,7 @@ class EncoderWorker:
         while True:
             try:
                 txn.begin()
-                outcome = self.pipeline.process(batch, record_metrics=False)
+                outcome = self.pipeline.process(batch, record_metrics=False, fetched_at=fetched_at)
                 # offsets under the generation the batch was fetched in: if the group has moved on
                 # since (this process paused past its session timeout, a rebalance), the coordinator
                 # refuses them and the transaction must abort (KIP-447)
@@ -279,9 +272,7 @@ class EncoderWorker:
         refused. Otherwise the consumer would go on fetching under the stale generation until its
         heartbeat notices, up to heartbeat.interval.ms later, and each of those batches would be
         encoded, written and aborted in vain."""
-        coordinator = getattr(self.consumer, "_coordinator", None)  # no public API for this
-        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
-            coordinator.request_rejoin()
+        request_rejoin(self.consumer)
 
     @staticmethod
     def _first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:

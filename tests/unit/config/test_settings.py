@@ -61,3 +61,38 @@ def test_backfill_names_a_new_index_per_model_version() -> None:
     assert backfill.resolved_collection("v2") == "vitrine-v2"
     explicit = EncoderSettings(model_dir=Path("/m"), backfill=True, vectors_topic="mine", group_id="g")
     assert (explicit.resolved_vectors_topic("v2"), explicit.resolved_group_id("v2")) == ("mine", "g")
+
+
+def test_both_services_read_the_same_index_settings_under_their_own_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "vitrine.yaml"
+    config.write_text(
+        "encoder:\n  model_dir: /m\n  index_mode: server\n"
+        "recommender:\n  model_dir: /m\n  index_mode: server\n"
+    )
+    monkeypatch.setenv("VITRINE_RECOMMENDER_QDRANT_URL", "http://qdrant:6333")
+    encoder = load_settings(EncoderSettings, config, "encoder")
+    recommender = load_settings(RecommenderSettings, config, "recommender")
+    assert encoder.index_mode == recommender.index_mode == "server"
+    assert recommender.qdrant_url == "http://qdrant:6333" and encoder.qdrant_url == "http://127.0.0.1:6333"
+    # the live model: the encoder writes a versioned collection, readers read the alias moved to it
+    assert encoder.resolved_collection("v7") == "vitrine-v7"
+    assert recommender.model_specs()[0].collection("v7") == "vitrine"
+    # a backfill writes exactly where the recommender's extra models read
+    backfill = EncoderSettings(model_dir=Path("/m"), backfill=True)
+    extra = RecommenderSettings(models=[{"name": "b", "model_dir": "/b"}])  # type: ignore[list-item]
+    assert backfill.resolved_vectors_topic("v8") == extra.model_specs()[0].topic("v8") == "catalog.vectors.v8"
+    assert backfill.resolved_collection("v8") == extra.model_specs()[0].collection("v8") == "vitrine-v8"
+    assert "VITRINE_ENCODER_INDEX_MODE" in (EncoderSettings.model_fields["index_mode"].description or "")
+
+
+@pytest.mark.parametrize(("sink", "mode"), [("kafka", "embedded"), ("qdrant", "server")])
+def test_the_former_sink_setting_still_chooses_the_index_mode(
+    sink: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VITRINE_ENCODER_SINK", sink)
+    assert load_settings(EncoderSettings, None, "encoder", model_dir=Path("/m")).index_mode == mode
+    other = "server" if mode == "embedded" else "embedded"
+    with pytest.raises(ConfigError, match="VITRINE_ENCODER_INDEX_MODE"):
+        load_settings(EncoderSettings, None, "encoder", model_dir=Path("/m"), index_mode=other)

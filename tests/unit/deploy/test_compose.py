@@ -73,12 +73,10 @@ def _ports(service: dict[str, Any]) -> set[int]:
 
 
 def _cli(command: str) -> argparse.ArgumentParser:
-    """The real `vitrine <command>` parser (only that subcommand's module is imported)."""
-    module = __import__(f"vitrine.cli.{command}", fromlist=["register"])
-    parser = argparse.ArgumentParser(prog="vitrine")
-    parser.add_argument("--log-level")
-    module.register(parser.add_subparsers(dest="command", required=True))
-    return parser
+    """The real `vitrine` parser, with every command (the services' through their entry points)."""
+    from vitrine.cli.main import build_parser
+
+    return build_parser()
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -155,7 +153,7 @@ def test_the_services_agree_on_names_and_ports(services: dict[str, Any]) -> None
     assert host == "kafka" and f"INTERNAL://kafka:{port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://:{port}" in kafka_env["KAFKA_LISTENERS"]
     # Qdrant: both talk to the qdrant service; the recommender reads the alias the encoder moves
-    assert enc["VITRINE_ENCODER_SINK"] == "qdrant" and rec["VITRINE_RECOMMENDER_INDEX_MODE"] == "server"
+    assert enc["VITRINE_ENCODER_INDEX_MODE"] == "server" and rec["VITRINE_RECOMMENDER_INDEX_MODE"] == "server"
     for url in (enc["VITRINE_ENCODER_QDRANT_URL"], rec["VITRINE_RECOMMENDER_QDRANT_URL"]):
         qhost, qport = url.removeprefix("http://").split(":")
         assert qhost == "qdrant" and int(qport) in _ports(services["qdrant"])

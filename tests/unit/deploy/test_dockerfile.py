@@ -104,5 +104,8 @@ def test_entry_point_is_the_cli_with_its_two_services() -> None:
     assert instructions["ENTRYPOINT"] == '["vitrine"]'
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["vitrine"] == "vitrine.cli.main:main"
-    for command in ("encoder", "recommender"):
-        assert (REPO / "libs" / "vitrine" / "cli" / f"{command}.py").is_file()
+    for command in ("encoder", "recommender"):  # the services add their commands (entry points)
+        assert (
+            project["entry-points"]["vitrine.commands"][command] == f"vitrine_services.{command}.cli:register"
+        )
+        assert (REPO / "services" / command / "cli.py").is_file()

@@ -3,7 +3,6 @@ PVC, HPA and PDB targets) and configure the services with real, valid settings."
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from vitrine.cli.main import build_parser
 from vitrine.config import load_settings
 from vitrine.errors import ConfigError
 from vitrine_services.encoder.settings import EncoderSettings
@@ -89,10 +89,7 @@ def test_deployments_select_their_own_pods_and_run_the_cli(docs: list[dict[str, 
         container = _container(deployment)
         assert container["image"] in image_names, f"{name}: image not set by kustomization images"
         command = _service_of(deployment)
-        module = __import__(f"vitrine.cli.{command}", fromlist=["register"])
-        parser = argparse.ArgumentParser()
-        module.register(parser.add_subparsers(dest="command"))
-        assert parser.parse_args(container["args"]).command == command
+        assert build_parser().parse_args(container["args"]).command == command
         assert spec["template"]["spec"]["serviceAccountName"] in _of(docs, "ServiceAccount")
 
 
@@ -101,7 +98,7 @@ def test_config_sections_are_valid_settings(config: dict[str, Any]) -> None:
     path = K8S / "config.yaml"
     # the secrets the Deployments inject as environment variables, here as placeholders
     encoder = load_settings(EncoderSettings, path, "encoder", kafka_sasl_password="placeholder")
-    assert encoder.sink == "qdrant" and encoder.create_topics is False
+    assert encoder.index_mode == "server" and encoder.create_topics is False
     recommender = load_settings(RecommenderSettings, path, "recommender")
     assert recommender.index_mode == "server"
     assert recommender.qdrant_collection == encoder.qdrant_alias, "readers use the alias writers move"

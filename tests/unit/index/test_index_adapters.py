@@ -1,7 +1,8 @@
 """Both index adapters, through the port, against the real engines: Qdrant Edge (in-process shard) and
-qdrant-client's in-process Qdrant (the server adapter's code path). Every behavioural test runs on
-both; `test_adapters_are_congruent` runs the same calls on both and compares the answers, the way
-qdrant-client's own congruence tests compare its local and remote modes."""
+qdrant-client's in-process Qdrant (the server adapter's code path), each opened by `open_index`.
+Every behavioural test runs on both; `test_adapters_are_congruent` runs the same calls on both and
+compares the answers, and `test_adapters_fail_alike` the same failing calls and compares the
+exceptions, the way qdrant-client's own congruence tests compare its local and remote modes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vitrine.errors import IndexBackendError
+from vitrine.index import open_index as open_configured
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import (
     IndexedItem,
@@ -21,6 +24,7 @@ from vitrine.index.port import (
     VectorIndex,
 )
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
+from vitrine.index.settings import IndexSettings
 
 DIM = 16
 
@@ -32,8 +36,9 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
 
 def open_index(kind: str, path: Path, dim: int = DIM) -> VectorIndex:
     if kind == "edge":
-        return EdgeIndex(EdgeIndexConfig(path, dim))
-    return QdrantServerIndex(QdrantServerConfig(url=str(path), collection="items", dim=dim))
+        return open_configured(IndexSettings(index_mode="embedded", index_path=path), dim=dim, name="items")
+    settings = IndexSettings(index_mode="server", qdrant_url=str(path))  # qdrant-client in-process
+    return open_configured(settings, dim=dim, name="items")
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -199,7 +204,7 @@ def test_duplicate_delivery_is_harmless(index: VectorIndex, items: list[IndexedI
 
 def test_delete_is_a_versioned_tombstone(index: VectorIndex, items: list[IndexedItem]) -> None:
     index.apply(items)
-    assert index.apply([], [Tombstone("p4", 2)]).deleted == 1
+    assert index.apply([Tombstone("p4", 2)]).deleted == 1
     assert "p4" not in index.get(["p4"])
     assert index.count() == len(items) - 1
     assert all(
@@ -219,8 +224,8 @@ def test_newest_change_wins_within_one_batch(index: VectorIndex, items: list[Ind
         [
             IndexedItem("x", 1, v, ItemPayload(title="one")),
             IndexedItem("x", 3, v, ItemPayload(title="three")),
-        ],
-        [Tombstone("x", 2)],
+            Tombstone("x", 2),
+        ]
     )
     assert result.written == 1 and result.deleted == 0
     assert index.get(["x"])["x"].payload.title == "three"
@@ -229,7 +234,7 @@ def test_newest_change_wins_within_one_batch(index: VectorIndex, items: list[Ind
 def test_index_survives_close_and_reopen(kind: str, tmp_path: Path, items: list[IndexedItem]) -> None:
     path = tmp_path / "index"
     ix = open_index(kind, path)
-    ix.apply(items, [Tombstone("p0", 9)])
+    ix.apply([*items, Tombstone("p0", 9)])
     ix.close()
     reopened = open_index(kind, path)
     try:
@@ -257,8 +262,6 @@ def test_server_adapter_switches_an_alias_between_collections(
 
 
 def test_wrong_dimension_is_rejected(index: VectorIndex) -> None:
-    from vitrine.errors import IndexBackendError
-
     with pytest.raises(IndexBackendError, match="shape"):
         index.apply([IndexedItem("bad", 1, np.ones(DIM + 1, dtype=np.float32), ItemPayload())])
 
@@ -267,8 +270,8 @@ def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> Non
     edge, server = open_index("edge", tmp_path / "e"), open_index("server", tmp_path / "s")
     try:
         for ix in (edge, server):
-            ix.apply(items[:30], [Tombstone("p3", 2)])
-            ix.apply(items[25:], [Tombstone("p26", 1)])  # p26: stale delete (version 1 already stored)
+            ix.apply([*items[:30], Tombstone("p3", 2)])
+            ix.apply([*items[25:], Tombstone("p26", 1)])  # p26: stale delete (version 1 already stored)
         filters = [
             SearchFilter(),
             SearchFilter(in_stock_only=False, categories_exclude=("Leaf1",), price_max=25),
@@ -294,6 +297,101 @@ def test_adapters_are_congruent(tmp_path: Path, items: list[IndexedItem]) -> Non
     finally:
         edge.close()
         server.close()
+
+
+FAILURES = {
+    # the engines disagree here on their own (Qdrant Edge answers [] or raises a bare Exception,
+    # qdrant-client raises its own errors), so the shared base decides
+    "upsert of a vector of the wrong size": lambda ix, v: ix.apply(
+        [IndexedItem("bad", 1, np.ones(DIM + 1, dtype=np.float32), ItemPayload())]
+    ),
+    "upsert of a vector with NaNs": lambda ix, v: ix.apply(
+        [IndexedItem("nan", 1, np.full(DIM, np.nan, dtype=np.float32), ItemPayload())]
+    ),
+    "query of the wrong size": lambda ix, v: ix.search(np.ones(DIM + 1, dtype=np.float32), 3),
+    "exact query of the wrong size": lambda ix, v: ix.exact_search(np.ones(DIM - 1, dtype=np.float32), 3),
+    "query with NaNs": lambda ix, v: ix.search(np.full(DIM, np.nan, dtype=np.float32), 3),
+    "batch with one bad query": lambda ix, v: ix.search_batch(
+        [SearchRequest(v, 3), SearchRequest(np.ones(3, dtype=np.float32), 3)]
+    ),
+    "limit 0": lambda ix, v: ix.search(v, 0),
+    "negative limit": lambda ix, v: ix.search_batch([SearchRequest(v, -1)]),
+}
+AFTER_CLOSE = {
+    "search": lambda ix, v: ix.search(v, 3),
+    "count": lambda ix, v: ix.count(),
+    "versions": lambda ix, v: ix.versions(["p1"]),
+    "get": lambda ix, v: ix.get(["p1"]),
+    "apply": lambda ix, v: ix.apply([IndexedItem("late", 1, v, ItemPayload())]),
+    "optimize": lambda ix, v: ix.optimize(),
+    "flush": lambda ix, v: ix.flush(),
+}
+
+
+def _failure(call, ix: VectorIndex, vector: np.ndarray) -> tuple[str, str] | None:
+    try:
+        call(ix, vector)
+    except Exception as e:
+        return type(e).__name__, "closed" if "closed" in str(e) else ""
+    return None
+
+
+def test_adapters_fail_alike(tmp_path: Path, items: list[IndexedItem]) -> None:
+    """The same failure raises the same exception type from both adapters (an engine's own error
+    never escapes), and leaves the index as it was."""
+    edge, server = open_index("edge", tmp_path / "e"), open_index("server", tmp_path / "s")
+    vector = items[0].vector
+    try:
+        for ix in (edge, server):
+            ix.apply(items)
+        for what, call in FAILURES.items():
+            a, b = _failure(call, edge, vector), _failure(call, server, vector)
+            assert a is not None and a == b, f"{what}: edge {a}, server {b}"
+            assert a[0] in ("IndexBackendError", "ValueError"), f"{what}: {a}"
+        assert edge.count() == server.count() == len(items)
+    finally:
+        edge.close()
+        server.close()
+    for what, call in AFTER_CLOSE.items():
+        a, b = _failure(call, edge, vector), _failure(call, server, vector)
+        assert a == b == ("IndexBackendError", "closed"), f"{what} after close: edge {a}, server {b}"
+    edge.close()  # closing again does nothing, on both
+    server.close()
+
+
+def test_a_missing_collection_is_an_index_error(tmp_path: Path) -> None:
+    settings = IndexSettings(index_mode="server", qdrant_url=str(tmp_path / "s"))
+    reader = open_configured(settings, dim=DIM, name="never-created", create=False)
+    try:
+        for call in (reader.count, lambda: reader.search(np.ones(DIM, np.float32), 3)):
+            with pytest.raises(IndexBackendError, match="never-created"):
+                call()
+    finally:
+        reader.close()
+
+
+def test_an_edge_shard_has_no_aliases(tmp_path: Path) -> None:
+    edge = open_index("edge", tmp_path / "e")
+    try:
+        with pytest.raises(IndexBackendError, match="aliases"):
+            edge.point_alias("vitrine")
+    finally:
+        edge.close()
+
+
+def test_open_index_picks_the_adapter_from_the_mode(tmp_path: Path) -> None:
+    embedded = open_configured(IndexSettings(index_path=tmp_path / "shards"), dim=DIM, name="m-v1")
+    server = open_configured(IndexSettings(index_mode="server", qdrant_url=":memory:"), dim=DIM, name="c")
+    try:
+        assert isinstance(embedded, EdgeIndex) and (tmp_path / "shards" / "m-v1").is_dir()
+        assert isinstance(server, QdrantServerIndex) and server.collection == "c"
+    finally:
+        embedded.close()
+        server.close()
+    with pytest.raises(ValueError, match="never dropped"):
+        open_configured(
+            IndexSettings(index_mode="server", qdrant_url=":memory:"), dim=DIM, name="c", fresh=True
+        )
 
 
 def test_hnsw_search_matches_exact_search_after_optimisation(tmp_path: Path) -> None:

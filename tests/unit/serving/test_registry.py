@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from support.serving import index_only_snapshot
 
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.serving.errors import NotConfiguredError
@@ -83,7 +84,7 @@ def test_swap_gives_up_waiting_after_the_drain_timeout(index: EdgeIndex) -> None
 
 
 def test_a_variant_without_a_model_for_a_task_is_a_precondition_error(index: EdgeIndex) -> None:
-    s = ServingSnapshot.single(index, "v1", "A")
+    s = index_only_snapshot(index, "v1", "A")
     variant = s.router.route("")
     assert variant.name == "A" and s.model_for(variant, Task.SIMILAR).model_version == "v1"
     with pytest.raises(NotConfiguredError, match="variant 'A' serves no complementary model"):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from vitrine.index.port import IndexedItem, ItemPayload, Tombstone
-from vitrine.stream.records import VectorChange, decode_vector_change, encode_vector_change
+from vitrine.stream.records import decode_vector_change, encode_vector_change
 
 
 def test_item_vectors_round_trip_with_payload_and_event_time() -> None:
@@ -22,8 +22,8 @@ def test_item_vectors_round_trip_with_payload_and_event_time() -> None:
         dedup_key="silk tie|sartoria",
     )
     vector = np.linspace(-1, 1, 16, dtype=np.float32)
-    change = VectorChange(IndexedItem("sku-1", 42, vector, payload), "model-a", t)
-    decoded = decode_vector_change(encode_vector_change(change))
+    change = IndexedItem("sku-1", 42, vector, payload, event_time=t)
+    decoded = decode_vector_change(encode_vector_change(change, "model-a"))
     assert decoded.model_version == "model-a" and decoded.event_time == t
     assert isinstance(decoded.change, IndexedItem)
     assert decoded.change.payload == payload and decoded.change.version == 42
@@ -31,14 +31,12 @@ def test_item_vectors_round_trip_with_payload_and_event_time() -> None:
 
 
 def test_missing_price_survives_the_wire_as_none() -> None:
-    change = VectorChange(
-        IndexedItem("a", 1, np.zeros(4, np.float32), ItemPayload(price=None)), "m", datetime.now(UTC)
-    )
-    decoded = decode_vector_change(encode_vector_change(change))
+    change = IndexedItem("a", 1, np.zeros(4, np.float32), ItemPayload(price=None), datetime.now(UTC))
+    decoded = decode_vector_change(encode_vector_change(change, "m"))
     assert isinstance(decoded.change, IndexedItem) and decoded.change.payload.price is None
 
 
 def test_tombstones_round_trip() -> None:
-    change = VectorChange(Tombstone("gone", 9), "m", datetime(2026, 1, 1, tzinfo=UTC))
-    decoded = decode_vector_change(encode_vector_change(change))
+    change = Tombstone("gone", 9, datetime(2026, 1, 1, tzinfo=UTC))
+    decoded = decode_vector_change(encode_vector_change(change, "m"))
     assert decoded.change == Tombstone("gone", 9)

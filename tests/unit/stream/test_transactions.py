@@ -16,12 +16,12 @@ import pytest
 from kafka.errors import CommitFailedError, KafkaTimeoutError, ProducerFencedError
 from kafka.structs import ConsumerGroupMetadata, TopicPartition
 
-from vitrine.index.port import IndexedItem, ItemPayload
+from vitrine.index.port import Change, IndexedItem, ItemPayload
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import BatchOutcome
 from vitrine.stream.kafka import CONSUMER_DEFAULTS, require_read_committed
-from vitrine.stream.records import SourceRecord, VectorChange
+from vitrine.stream.pipeline import BatchOutcome
+from vitrine.stream.records import SourceRecord
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.transactions import (
     TransactionalProducer,
@@ -79,9 +79,9 @@ def transactional(calls: list[str], fail: dict[str, BaseException] | None = None
     return TransactionalProducer(lambda: FakeProducer(calls, fail), "group-host-0")  # type: ignore[arg-type,return-value]
 
 
-def item(pid: str, version: int) -> VectorChange:
+def item(pid: str, version: int) -> Change:
     vec = np.ones(4, dtype=np.float32) / 2
-    return VectorChange(IndexedItem(pid, version, vec, ItemPayload(title=pid)), "m1", datetime.now(UTC))
+    return IndexedItem(pid, version, vec, ItemPayload(title=pid), datetime.now(UTC))
 
 
 def test_a_transaction_initialises_once_then_begins_and_commits_with_the_offsets() -> None:
@@ -98,18 +98,18 @@ def test_a_transaction_initialises_once_then_begins_and_commits_with_the_offsets
 def test_the_sink_remembers_versions_only_once_their_transaction_committed() -> None:
     calls: list[str] = []
     txn = transactional(calls)
-    sink = KafkaVectorSink(txn, "vectors")  # type: ignore[arg-type]
+    sink = KafkaVectorSink(txn, "vectors", model_version="m1")  # type: ignore[arg-type]
     txn.begin()
-    assert sink.write([item("a", 2)]).written == 1
+    assert sink.apply([item("a", 2)]).written == 1
     assert sink.versions(["a"]) == {}  # written in a transaction that may still abort
     txn.abort()
     assert sink.versions(["a"]) == {}
     txn.begin()
-    assert sink.write([item("a", 2)]).written == 1  # the retry writes it again
+    assert sink.apply([item("a", 2)]).written == 1  # the retry writes it again
     txn.commit({}, "group")
     assert sink.versions(["a"]) == {"a": 2}
     txn.begin()
-    assert sink.write([item("a", 1)]).stale == 1
+    assert sink.apply([item("a", 1)]).stale == 1
 
 
 def test_an_abort_voids_the_pending_dead_letters() -> None:
@@ -171,7 +171,9 @@ class FakePipeline:
         self.processed = 0
         self.recorded: list[BatchOutcome] = []
 
-    def process(self, batch: Sequence[SourceRecord], record_metrics: bool = True) -> BatchOutcome:
+    def process(
+        self, batch: Sequence[SourceRecord], record_metrics: bool = True, fetched_at: float | None = None
+    ) -> BatchOutcome:
         self.processed += 1
         return BatchOutcome(consumed=len(batch))
 

@@ -1,4 +1,6 @@
-"""The worker's workaround for a rebalance that kafka-python 3.0.12 leaves unfinished."""
+"""The worker's workaround for a rebalance that kafka-python 3.0.12 leaves unfinished (the shim it
+calls, `kafka_compat.resume_interrupted_join`, is checked against real kafka-python objects in
+test_kafka_compat.py)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """gRPC server assembly: the Recommender servicer, the standard health service and server reflection.
 
 `create_grpc_server(...) -> GrpcServer` builds and binds (port 0 picks a free port) but does not start,
-so services and tests wire the very same server. Requests are served from `source`: a `ModelRegistry`
-(models and experiment variants, hot-reloadable) or a callable returning the state to serve.
+so services and tests wire the very same server. Requests are served from `source`, a `ModelRegistry`
+(models and experiment variants, hot-reloadable).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -15,15 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vitrine.api.requests import RequestLimits
+from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.grpc_api import (
-    RecommenderServicer,
-    RequestLimits,
-    ServingState,
-    SnapshotSource,
-    add_recommender_servicer,
-)
-from vitrine.serving.registry import ServingSnapshot
 from vitrine.v1 import recommender_pb2
 
 RECOMMENDER_SERVICE = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
@@ -53,7 +47,7 @@ class GrpcServer:
 
 
 def create_grpc_server(
-    source: SnapshotSource | Callable[[], ServingState | ServingSnapshot],
+    source: SnapshotSource,
     metrics: RecommenderMetrics,
     address: str = "127.0.0.1:0",
     workers: int = 8,
@@ -68,14 +62,14 @@ def create_grpc_server(
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
-    # INVALID_ARGUMENT, not INTERNAL (grpc_api.add_recommender_servicer)
+    # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)
     add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (RECOMMENDER_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
     )
-    # TLS when credentials are given (vitrine.serving.security.server_security builds them)
+    # TLS when credentials are given (vitrine.api.security.server_security builds them)
     port = (
         server.add_secure_port(address, credentials)
         if credentials is not None

@@ -9,9 +9,9 @@ from typing import NoReturn
 import grpc
 import pytest
 
+from vitrine.api.servicer import RecommenderServicer
+from vitrine.api.wire import Undecodable, lenient, problem
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.grpc_api import RecommenderServicer
-from vitrine.serving.wire import Undecodable, lenient, problem
 from vitrine.v1 import recommender_pb2 as pb
 
 LONE_SURROGATE = b"\xed\xa0\x80"  # U+D800 encoded as if it were a character: not UTF-8

@@ -1,4 +1,7 @@
-"""`vitrine recommender`: run the recommender gRPC service."""
+"""`vitrine recommender`: run the recommender gRPC service.
+
+The service's own command: `register` adds it to the `vitrine` CLI, which finds it through the
+`vitrine.commands` entry point (pyproject.toml) without the library importing the service."""
 
 from __future__ import annotations
 

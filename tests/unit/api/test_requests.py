@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from vitrine.api.requests import RequestParser
 from vitrine.errors import InvalidRequestError
 from vitrine.serving.inspire import Strategy
-from vitrine.serving.requests import RequestParser
 from vitrine.v1 import catalog_pb2
 from vitrine.v1 import recommender_pb2 as pb
 

@@ -1,45 +1,37 @@
 """The Recommender gRPC servicer: routing to an experiment variant, the mapping of errors to status
 codes (in one place: `status_of`), and metrics per method, status and variant. Request validation lives
-in `requests`, the task logic in `similar`, `complementary` and `inspire`."""
+in `vitrine.api.requests`, the task logic in `vitrine.serving` (`similar`, `complementary`,
+`inspire`), which knows nothing of gRPC."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message_factory import GetMessageClass
 
+from vitrine.api.requests import RequestLimits, RequestParser, Routing
+from vitrine.api.wire import Undecodable, lenient
 from vitrine.errors import IndexBackendError, InvalidRequestError, NotFoundError
-from vitrine.index.port import VectorIndex
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.complementary import complementary
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.errors import DeadlineExceededError, NotConfiguredError
-from vitrine.serving.experiments import DEFAULT_VARIANT
 from vitrine.serving.inspire import inspire
 from vitrine.serving.registry import ServedModel, ServingSnapshot
-from vitrine.serving.requests import RequestLimits, RequestParser, Routing
 from vitrine.serving.results import Recommendation, Task
 from vitrine.serving.similar import similar
-from vitrine.serving.wire import Undecodable, lenient
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "RecommenderServicer",
-    "RequestLimits",
-    "ServingState",
-    "SnapshotSource",
-    "add_recommender_servicer",
-    "status_of",
-]
+__all__ = ["RecommenderServicer", "RequestLimits", "SnapshotSource", "add_recommender_servicer", "status_of"]
 
 UNROUTED = "none"  # the variant label of requests rejected before a variant was chosen
 
@@ -50,34 +42,10 @@ _TASK_PB = {
 }
 
 
-@dataclass
-class ServingState:
-    """An index-only deployment in one variant (Similar by product id): kept for callers that serve a
-    single index without loading a model."""
-
-    index: VectorIndex
-    model_version: str
-    variant: str = DEFAULT_VARIANT
-    snapshot: ServingSnapshot = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.snapshot = ServingSnapshot.single(self.index, self.model_version, self.variant)
-
-
 class SnapshotSource(Protocol):
     """Where requests get the snapshot they are served from (vitrine.serving.registry.ModelRegistry)."""
 
     def lease(self) -> AbstractContextManager[ServingSnapshot]: ...
-
-
-class _CallableSource:
-    def __init__(self, state: Callable[[], ServingState | ServingSnapshot]) -> None:
-        self._state = state
-
-    @contextmanager
-    def lease(self) -> Iterator[ServingSnapshot]:
-        current = self._state()
-        yield current.snapshot if isinstance(current, ServingState) else current
 
 
 def status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
@@ -105,11 +73,11 @@ class _Call:
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def __init__(
         self,
-        source: SnapshotSource | Callable[[], ServingState | ServingSnapshot],
+        source: SnapshotSource,
         metrics: RecommenderMetrics,
         limits: RequestLimits | None = None,
     ) -> None:
-        self._source: SnapshotSource = source if hasattr(source, "lease") else _CallableSource(source)  # type: ignore[arg-type]
+        self._source = source
         self.metrics = metrics
         self.parser = RequestParser(limits)
 

@@ -1,7 +1,11 @@
 """The encoder's per-batch logic: validate → dead-letter the bad → drop stale → encode → write.
 
 Pure of Kafka consumption: it receives records and returns when everything it produced (vectors and
-dead letters) is acknowledged, so the caller may then commit the batch's offsets.
+dead letters) is acknowledged, so the caller may then commit the batch's offsets. The stored versions
+are read once per batch, to plan it with the version guard (`plan_versions`) before anything is
+encoded; the sink writes against that plan. A batch that took longer than `stall_refresh_s` since it
+was fetched (the process stalled, and may have lost its partitions meanwhile) first lets the sink
+catch up with what other encoders wrote, and is written against what is stored then.
 """
 
 from __future__ import annotations
@@ -16,20 +20,21 @@ from typing import Protocol
 
 import numpy as np
 
-from vitrine.catalog.schema import Product, ProductEvent, dedup_key
+from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.catalog.validation import ValidationLimits, decode_event
 from vitrine.errors import InvalidEventError
-from vitrine.index.port import IndexedItem, ItemPayload, Tombstone
+from vitrine.index.port import Change, IndexedItem, Tombstone, payload_for
+from vitrine.index.versioning import plan_versions
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import DeadLetterSink
-from vitrine.stream.records import SourceRecord, VectorChange
-from vitrine.stream.sinks import VectorSink
+from vitrine.stream.records import SourceRecord
+from vitrine.stream.sinks import CatchesUp, VectorSink
 
 log = logging.getLogger(__name__)
 
 
 class ItemEncoder(Protocol):
-    """What the encoder needs from a model (vitrine.model.serving.ServingModel provides it)."""
+    """What the encoder needs from a model (vitrine.model.inference.InferenceModel provides it)."""
 
     model_version: str
     dim: int
@@ -52,18 +57,23 @@ class BatchOutcome:
     dead_lettered: Counter[str] = field(default_factory=Counter)
 
 
-def payload_for(product: Product, cluster: int) -> ItemPayload:
-    return ItemPayload(
-        title=product.title,
-        brand=product.brand,
-        seller=product.seller,
-        category_path=product.category_path,
-        price=product.price,
-        currency=product.currency,
-        in_stock=product.availability.purchasable,
-        cluster=cluster,
-        dedup_key=dedup_key(product),
-    )
+def encode_products(model: ItemEncoder, products: Sequence[Product], version: int = 1) -> list[IndexedItem]:
+    """What the encoder writes for these products at `version`: each one's item vector, k-means
+    cluster and filter payload, made by the same code as `EncoderPipeline`'s; for code that fills an
+    index directly (an offline build, benchmarks, test fixtures)."""
+    vectors = model.encode_items(list(products))
+    return _indexed(model, [(p.product_id, version, p, None) for p in products], vectors)
+
+
+def _indexed(
+    model: ItemEncoder, rows: Sequence[tuple[str, int, Product, datetime | None]], vectors: np.ndarray
+) -> list[IndexedItem]:
+    """Items from (product id, version, product, event time) rows and their item vectors."""
+    clusters = model.assign_clusters(vectors)
+    return [
+        IndexedItem(pid, version, vector, payload_for(product, int(cluster)), event_time)
+        for (pid, version, product, event_time), vector, cluster in zip(rows, vectors, clusters, strict=True)
+    ]
 
 
 class EncoderPipeline:
@@ -83,56 +93,54 @@ class EncoderPipeline:
         self.limits = limits or ValidationLimits()
         self.stall_refresh_s = stall_refresh_s
 
-    def process(self, records: Sequence[SourceRecord], record_metrics: bool = True) -> BatchOutcome:
-        """`record_metrics=False` leaves the counters to the caller (`record_metrics(outcome)`): in a
+    def catch_up(self) -> None:
+        """Partitions moved to this process, or it stalled: let a sink that knows what it holds from
+        what it wrote (the vectors topic's) learn what other encoders wrote meanwhile."""
+        if isinstance(self.sink, CatchesUp):
+            self.sink.catch_up()
+
+    def process(
+        self, records: Sequence[SourceRecord], record_metrics: bool = True, fetched_at: float | None = None
+    ) -> BatchOutcome:
+        """`fetched_at`: `time.monotonic()` when the batch's first poll started (default: now).
+        `record_metrics=False` leaves the counters to the caller (`record_metrics(outcome)`): in a
         transaction, a batch counts only once it is committed (an aborted one is retried)."""
-        batch_started = time.perf_counter()
+        fetched_at = time.monotonic() if fetched_at is None else fetched_at
         out = BatchOutcome(consumed=len(records))
-        newest: dict[str, tuple[ProductEvent, SourceRecord]] = {}
+        events: list[tuple[ProductEvent, SourceRecord]] = []
         for record in records:
             try:
-                event = decode_event(record.value, record.key, self.limits)
+                events.append((decode_event(record.value, record.key, self.limits), record))
             except InvalidEventError as e:
                 self._dead_letter(record, e.reason, e.detail, out)
-                continue
-            current = newest.get(event.product_id)
-            if current is None or event.version > current[0].version:
-                if current is not None:
-                    out.stale += 1  # superseded inside this batch
-                newest[event.product_id] = (event, record)
-            else:
-                out.stale += 1
+        plan = plan_versions([event for event, _ in events], self.sink.versions)  # versions read once
+        out.stale = plan.stale
+        record_of = {id(event): record for event, record in events}  # where a poison event came from
 
-        held = self.sink.versions(list(newest))
-        fresh = [(e, r) for e, r in newest.values() if e.version > held.get(e.product_id, 0)]
-        out.stale += len(newest) - len(fresh)
-
-        changes = self._encode(fresh, out)
-        if changes and time.perf_counter() - batch_started > self.stall_refresh_s:
-            # stalled mid-batch (paused past the session timeout?): the partitions may have a new
-            # owner already; catch up with what it wrote so stale changes are dropped by the sink
-            self.sink.on_assigned()
+        changes = self._encode([(e, record_of[id(e)]) for e in plan.fresh], out)
+        stored: dict[str, int] | None = plan.stored
+        if changes and time.monotonic() - fetched_at > self.stall_refresh_s:
+            # stalled (paused past the session timeout?): the partitions may have a new owner
+            # already; catch up with what it wrote and write against what is stored now
+            self.catch_up()
+            stored = None
         if changes:
             started = time.perf_counter()
-            result = self.sink.write(changes)
+            result = self.sink.apply(changes, stored)
             self.metrics.write_seconds.observe(time.perf_counter() - started)
             out.written, out.deleted, out.stale = result.written, result.deleted, out.stale + result.stale
             now = datetime.now(UTC)
             for change in changes:
-                self.metrics.freshness.observe(max(0.0, (now - change.event_time).total_seconds()))
+                if change.event_time is not None:
+                    self.metrics.freshness.observe(max(0.0, (now - change.event_time).total_seconds()))
         self.dead_letters.flush()
         if record_metrics:
             self.record_metrics(out)
         return out
 
-    def _encode(
-        self, fresh: list[tuple[ProductEvent, SourceRecord]], out: BatchOutcome
-    ) -> list[VectorChange]:
-        version = self.model.model_version
-        changes = [
-            VectorChange(Tombstone(e.product_id, e.version), version, e.event_time)
-            for e, _ in fresh
-            if e.is_delete
+    def _encode(self, fresh: list[tuple[ProductEvent, SourceRecord]], out: BatchOutcome) -> list[Change]:
+        changes: list[Change] = [
+            Tombstone(e.product_id, e.version, e.event_time) for e, _ in fresh if e.is_delete
         ]
         upserts = [(e, e.product, r) for e, r in fresh if e.product is not None]
         if not upserts:
@@ -142,10 +150,8 @@ class EncoderPipeline:
         self.metrics.encode_seconds.observe(time.perf_counter() - started)
         if not ok:
             return changes
-        clusters = self.model.assign_clusters(vectors)
-        for (event, product, _), vector, cluster in zip(ok, vectors, clusters, strict=True):
-            item = IndexedItem(event.product_id, event.version, vector, payload_for(product, int(cluster)))
-            changes.append(VectorChange(item, version, event.event_time))
+        rows = [(e.product_id, e.version, product, e.event_time) for e, product, _ in ok]
+        changes.extend(_indexed(self.model, rows, vectors))
         out.encoded = len(ok)
         return changes
 

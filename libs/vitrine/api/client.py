@@ -22,8 +22,8 @@ from typing import Literal, TypeVar
 
 import grpc
 
+from vitrine.api.security import ClientTls, open_channel
 from vitrine.catalog.schema import Product
-from vitrine.serving.security import ClientTls, open_channel
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 

@@ -1,4 +1,7 @@
-"""`vitrine encoder`: run the encoder service (consume catalog.products, write vectors)."""
+"""`vitrine encoder`: run the encoder service (consume catalog.products, write vectors).
+
+The service's own command: `register` adds it to the `vitrine` CLI, which finds it through the
+`vitrine.commands` entry point (pyproject.toml) without the library importing the service."""
 
 from __future__ import annotations
 
@@ -17,7 +20,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--max-wait-ms", type=int, default=None)
     parser.add_argument("--vectors-topic", default=None, help="embedded mode: where vectors go")
-    parser.add_argument("--sink", choices=("kafka", "qdrant"), default=None)
+    parser.add_argument(
+        "--index-mode",
+        choices=("embedded", "server"),
+        default=None,
+        help="embedded: write the vectors topic; server: write a Qdrant collection",
+    )
+    parser.add_argument(
+        "--sink", choices=("kafka", "qdrant"), default=None, help="deprecated: --index-mode embedded|server"
+    )
     parser.add_argument("--qdrant-url", default=None)
     parser.add_argument("--qdrant-collection", default=None)
     parser.add_argument(
@@ -27,7 +38,7 @@ def register(subparsers: Any) -> None:
         "--exactly-once",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="kafka sink: batches as Kafka transactions, fencing paused zombies (default on)",
+        help="embedded mode: batches as Kafka transactions, fencing paused zombies (default on)",
     )
     parser.add_argument(
         "--instance-id", default=None, help="part of the transactional.id (default: a free slot on this host)"
@@ -67,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         vectors_topic=args.vectors_topic,
+        index_mode=args.index_mode,
         sink=args.sink,
         qdrant_url=args.qdrant_url,
         qdrant_collection=args.qdrant_collection,
