@@ -34,6 +34,14 @@ def register(subparsers: Any) -> None:
         "--clusters", type=int, default=None, help="nearest clusters searched (API default 3)"
     )
     parser.add_argument("--mmr-diversity", type=float, default=None, help="MMR diversity (API default 0.5)")
+    parser.add_argument(
+        "--encoder",
+        action="append",
+        default=[],
+        metavar="NAME=ENCODER",
+        help="a further zero-shot baseline: minilm | e5-small | a sentence-transformers directory "
+        "(e.g. an NLI-tuned one); repeatable",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="sentence-vector cache")
     parser.set_defaults(handler=run)
 
@@ -64,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
         knobs = replace(knobs, nearest_clusters=args.clusters)
     if args.mmr_diversity is not None:
         knobs = replace(knobs, mmr_diversity=args.mmr_diversity)
+    extra = {}
+    for entry in args.encoder:
+        name, sep, encoder = entry.partition("=")
+        if not sep or not name.strip() or not encoder.strip():
+            raise ConfigError(f"--encoder must look like NAME=ENCODER, got {entry!r}")
+        extra[name.strip()] = encoder.strip()
     model = load_inference_model(args.model)
     fallback = load_inference_model(args.model, intent_tower=False)
     try:
@@ -76,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             split=args.split,
             knobs=knobs,
             cache_dir=args.cache_dir or DEFAULT_CACHE,
+            extra_encoders=extra,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -117,7 +117,7 @@ def inspire_cases(histories: Sequence[UserHistory], users: str, seed: int) -> li
 Ranker = Callable[[InspireCase], list[str]]
 
 
-def _served_ranker(served: ServedModel, strategy: Strategy, knobs: InspireKnobs) -> Ranker:
+def served_ranker(served: ServedModel, strategy: Strategy, knobs: InspireKnobs) -> Ranker:
     def rank(case: InspireCase) -> list[str]:
         recs = inspire(served, knobs.query(case.history, strategy), Deadline.none())
         return [r.product_id for r in recs]
@@ -211,7 +211,7 @@ def evaluate_inspire(
         for strategy in (Strategy.CLUSTERS, Strategy.MMR):
             log.info("inspire %s on %d users", strategy.value, len(cases))
             result.model[strategy.value] = _measure(
-                _served_ranker(served, strategy, knobs), cases, products, vectors
+                served_ranker(served, strategy, knobs), cases, products, vectors
             )
         rankers: dict[str, Ranker] = {
             "popularity": _popularity(histories, ids),

@@ -22,7 +22,7 @@ Every list is cut at 50 items (`vitrine.eval.lists`): recall@10, recall@50, ndcg
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -169,11 +169,17 @@ def evaluate_intents(
     split: str = "test",
     knobs: IntentKnobs | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
+    extra_encoders: Mapping[str, str] | None = None,
 ) -> IntentEvalResult:
-    """`model` as served; `fallback` is the same model loaded without its intent tower."""
+    """`model` as served; `fallback` is the same model loaded without its intent tower.
+    `extra_encoders`: further zero-shot baselines, name → sentence encoder (an NLI-tuned directory)."""
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; allowed: {', '.join(BASELINES)}")
+    extra = dict(extra_encoders or {})
+    clash = set(extra) & set(BASELINES)
+    if clash:
+        raise ValueError(f"extra encoder names {sorted(clash)} clash with the built-in baselines")
     if split not in ("val", "test"):
         raise ValueError(f"split must be val or test, got {split!r}")
     knobs = knobs or IntentKnobs()
@@ -194,5 +200,8 @@ def evaluate_intents(
             else:
                 rank = sentence_ranker(SENTENCE_BASELINES[name], products, cache_dir)
             ranked = rank(queries)
+            result.baselines[name], result.ranked[name] = measure(ranked, queries, len(products)), ranked
+        for name, encoder in extra.items():
+            ranked = sentence_ranker(encoder, products, cache_dir)(queries)
             result.baselines[name], result.ranked[name] = measure(ranked, queries, len(products)), ranked
     return result
