@@ -58,9 +58,17 @@ def encode_cached(
         vectors = np.load(path)
         if vectors.shape[0] == len(texts):
             return vectors
-    from vitrine.text.encoders import encode, load_sentence_encoder
+    from vitrine.text.encoders import ROLES, encode, load_sentence_encoder, prompt_for
 
     model = encoder if encoder is not None else load_sentence_encoder(name_or_path)
+    if path is not None:
+        # an encoder without prompts (MiniLM) gives the same vectors in every role: reuse them
+        for other in ROLES:
+            twin = cache_file(cache_dir, name_or_path, other, texts)  # type: ignore[arg-type]
+            if other != role and twin.is_file() and prompt_for(model, other) == prompt_for(model, role):  # type: ignore[arg-type]
+                vectors = np.load(twin)
+                if vectors.shape[0] == len(texts):
+                    return vectors
     log.info("encoding %d texts with %s (%s)", len(texts), name_or_path, role)
     vectors = encode(model, list(texts), role, batch_size=64)  # type: ignore[arg-type]
     if path is not None:
