@@ -36,6 +36,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--anchors", type=int, default=None, help="history anchors (API default 5)")
     parser.add_argument("--mmr-diversity", type=float, default=None, help="MMR diversity (API default 0.5)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="recall@50 against categories@10, per ranker"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -80,5 +83,11 @@ def run(args: argparse.Namespace) -> int:
             f"{spec.label}: {result.users} {args.users} users; model {model.model_version}; knobs {result.knobs}"
         )
         print(table(result))
+    if args.plot is not None:
+        from vitrine.eval.plots import plot_tradeoff
+
+        points = {**{f"inspire, {k}": v for k, v in result.model.items()}, **result.baselines}
+        title = f"Inspire from a history: {spec.label.split('/')[-1]}, {result.users} {args.users} users"
+        plot_tradeoff(points, "categories@10", "recall@50", title, args.plot)
     print(json.dumps(result.to_json(), indent=None if args.json else 2))
     return 0

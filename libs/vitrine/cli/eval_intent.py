@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
         "(e.g. an NLI-tuned one); repeatable",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="sentence-vector cache")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="the metrics per ranker, as bars"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -97,5 +100,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{spec.label}: {result.queries} intents ({result.mode}); model {model.model_version}")
         print(table(result, RELEVANCE_METRICS))
+    if args.plot is not None:
+        from vitrine.eval.plots import plot_metric_bars
+
+        rows = {"served intent path": result.model, **result.baselines}
+        title = f"Free-text intents: {spec.label.split('/')[-1]}, {result.queries} intents ({result.mode})"
+        plot_metric_bars(rows, RELEVANCE_METRICS, title, args.plot)
     print(json.dumps(result.to_json(), indent=None if args.json else 2))
     return 0
