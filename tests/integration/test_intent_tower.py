@@ -215,7 +215,8 @@ def test_eval_inspire_ranks_what_grpc_inspire_serves_for_each_history(world: Wor
             with exact_served_model(world.model, world.products) as served:
                 rank = served_ranker(served, strategy, knobs)
                 for case in cases:
-                    got = client.inspire(history=list(case.history), limit=50, strategy=strategy.value).ids
+                    # the API takes views oldest first (later = more recent); InspireQuery most recent first
+                    got = client.inspire(history=list(case.request), limit=50, strategy=strategy.value).ids
                     assert got == rank(case), (strategy, case.user_id)
                     assert not set(got) & set(case.request)
 

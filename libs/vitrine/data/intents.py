@@ -13,13 +13,13 @@ fractions in the model card, never stored.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from vitrine.data.datasets import Dataset
+from vitrine.data.pairs import SplitConfig, hashed_split
 
 SPLITS = ("train", "val", "test")
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -31,19 +31,11 @@ def normalise_intent(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class IntentSplitConfig:
-    seed: int = 13
+class IntentSplitConfig(SplitConfig):
+    """The product split's configuration with larger held-out shares (intents are few)."""
+
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
-            raise ValueError("val_fraction and test_fraction must be in [0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must be below 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntentSplitConfig:
@@ -76,18 +68,8 @@ def intent_queries(dataset: Dataset) -> list[IntentQuery]:
     return [IntentQuery(texts[k], k, tuple(items[k]), counts[k]) for k in texts]
 
 
-def _unit_hash(text: str) -> float:
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
 def intent_split(key: str, config: IntentSplitConfig) -> str:
-    u = _unit_hash(f"intent:{config.seed}:{key}")
-    if u < config.test_fraction:
-        return "test"
-    if u < config.test_fraction + config.val_fraction:
-        return "val"
-    return "train"
+    return hashed_split(f"intent:{config.seed}:{key}", config)
 
 
 def split_intents(queries: Sequence[IntentQuery], config: IntentSplitConfig) -> dict[str, list[IntentQuery]]:

@@ -1,8 +1,8 @@
 """Offline evaluation of Inspire from a browsing history, through the served code path.
 
 Each user's time-ordered history (`vitrine.data.histories`) is cut in two: the first half is the
-request history (most recent first, as the API takes it), the rest are the items Inspire should
-find. The served list is what `vitrine.serving.inspire.inspire` returns for that request, with the
+request history (given to `inspire` most recent first, as the gRPC request's parser hands it
+over), the rest are the items Inspire should find. The served list is what `vitrine.serving.inspire.inspire` returns for that request, with the
 API's default knobs unless told otherwise, from an exact Qdrant Edge index of the catalogue
 (`vitrine.eval.served`): the function the gRPC method runs, exact instead of ANN.
 
@@ -87,7 +87,7 @@ class InspireCase:
 
     @property
     def history(self) -> tuple[str, ...]:
-        """As the API takes it: most recent first."""
+        """As `InspireQuery` takes it: most recent first (the gRPC request lists views oldest first)."""
         return tuple(reversed(self.request))
 
 
