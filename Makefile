@@ -12,7 +12,7 @@ VITRINE_CACHE ?= $(HOME)/.cache/vitrine
 KAFKA_LIB := $(VITRINE_CACHE)/kafka/lib
 KAFKA_POM := deploy/kafka/pom.xml
 
-.PHONY: setup venv proto kafka-jars prometheus demo test test-fast lint format reliability bench clean
+.PHONY: setup venv proto protoset kafka-jars prometheus go-tools demo test test-fast lint format reliability bench clean
 
 ## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
 setup: venv proto kafka-jars
@@ -53,9 +53,33 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-## test: lint + the whole test suite against real Kafka, gRPC, Qdrant Edge and Prometheus
-test: setup lint prometheus
-	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(PY) -m pytest -q
+## go-tools: grpcurl and ghz (the reflection test, the recommender benchmarks) from the Go module proxy, pinned, into a shared cache (installed only when missing)
+GO_BIN := $(VITRINE_CACHE)/go/bin
+GRPCURL_VERSION := v1.9.3
+GHZ_VERSION := v0.93.0
+go-tools:
+	@command -v go >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go; }
+	@mkdir -p $(GO_BIN)
+	@[ -x $(GO_BIN)/grpcurl ] && [ -f $(GO_BIN)/.grpcurl-$(GRPCURL_VERSION) ] || { \
+	  echo "installing grpcurl $(GRPCURL_VERSION) from the Go module proxy into $(GO_BIN)"; \
+	  GOBIN=$(GO_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION) && \
+	  rm -f $(GO_BIN)/.grpcurl-* && touch $(GO_BIN)/.grpcurl-$(GRPCURL_VERSION); }
+	@[ -x $(GO_BIN)/ghz ] && [ -f $(GO_BIN)/.ghz-$(GHZ_VERSION) ] || { \
+	  echo "installing ghz $(GHZ_VERSION) from the Go module proxy into $(GO_BIN)"; \
+	  GOBIN=$(GO_BIN) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION) && \
+	  rm -f $(GO_BIN)/.ghz-* && touch $(GO_BIN)/.ghz-$(GHZ_VERSION); }
+
+## protoset: protos/vitrine.protoset, the compiled descriptors (with imports) for grpcurl, ghz and other tools
+protoset: venv
+	@$(PY) protos/generate.py --protoset protos/vitrine.protoset >/dev/null
+	@echo "wrote protos/vitrine.protoset (ghz --protoset protos/vitrine.protoset --call vitrine.v1.Recommender/Similar ...)"
+
+## test: lint + the whole test suite against real Kafka, gRPC, Qdrant Edge, Prometheus, grpcurl and ghz
+test: setup lint prometheus go-tools
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_GO_BIN=$(GO_BIN) $(PY) -m pytest -q
 
 ## reliability: the long fault-injection runs (20 encoder kills, the full soak) on top of the CI-sized ones
 reliability: setup

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -155,8 +156,9 @@ def _write(index: EdgeIndex, model: InferenceModel, products: list[Product]) -> 
     return encode_s
 
 
-def open_shard(cache: Path, name: str, dim: int, layout: str = "graph") -> EdgeIndex:
+def open_shard(cache: Path, name: str, dim: int, layout: str = "graph", **options: Any) -> EdgeIndex:
+    """The cached shard; `options` override fields of its EdgeIndexConfig (e.g. search_threads)."""
     folder = shard_folder(cache, name, layout)
     if not (folder / "done.json").is_file():
         raise SystemExit(f"no complete shard at {folder}: run bench/recommender.py to build it")
-    return EdgeIndex(index_config(folder / "shard", dim, layout))
+    return EdgeIndex(replace(index_config(folder / "shard", dim, layout), **options))

@@ -54,25 +54,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class RecordingIndex:
-    """The index as the tasks use it, timing (and keeping) every ANN query they make."""
+    """The index as the tasks use it, timing (and keeping) every ANN query they make: wall time, and
+    the calling thread's CPU time (the whole search's CPU when the shard searches in the calling
+    thread, EdgeIndexConfig.search_threads=1, the default; it does not depend on the machine's load
+    the way wall time does)."""
 
     def __init__(self, inner: EdgeIndex) -> None:
         self.inner = inner
         self.dim = inner.dim
         self.ann_s = 0.0
+        self.ann_cpu_s = 0.0
         self.requests: list[SearchRequest] = []
 
     def search(self, vector: np.ndarray, limit: int, filter: SearchFilter | None = None) -> list[ScoredItem]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         hits = self.inner.search(vector, limit, filter)
         self.ann_s += time.perf_counter() - started
+        self.ann_cpu_s += time.thread_time() - cpu
         self.requests.append(SearchRequest(vector, limit, filter))
         return hits
 
     def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         hits = self.inner.search_batch(requests)
         self.ann_s += time.perf_counter() - started
+        self.ann_cpu_s += time.thread_time() - cpu
         self.requests.extend(requests)
         return hits
 
@@ -81,12 +87,20 @@ class RecordingIndex:
 
 
 def workload(
-    leaf: np.ndarray, in_stock: np.ndarray, cmap: dict[str, list[str]], n_queries: int, seed: int = 7
+    leaf: np.ndarray,
+    in_stock: np.ndarray,
+    cmap: dict[str, list[str]],
+    n_queries: int,
+    seed: int = 7,
+    similar_only: bool = False,
 ) -> dict[str, list[Any]]:
     """Requests per method: random in-stock anchors; complementary anchors from mapped categories;
     histories of 4 views over 2-3 categories."""
     rng = random.Random(seed)
     n = len(leaf)
+    if similar_only:
+        anchors = [i for i in (rng.randrange(n) for _ in range(n_queries * 3)) if in_stock[i]][:n_queries]
+        return {"Similar": [pb.SimilarRequest(product_id=product_id(i), limit=10) for i in anchors]}
     by_leaf: dict[int, list[int]] = {}
     for i in range(min(n, 400_000)):  # enough anchors per category without scanning 1M in Python
         if in_stock[i]:
@@ -129,6 +143,7 @@ def in_process(
     """ANN time and whole-task time per request, in this process, with `threads` concurrent callers."""
     lock = threading.Lock()
     ann: list[float] = []
+    ann_cpu: list[float] = []
     task: list[float] = []
     queries: list[SearchRequest] = []
 
@@ -137,12 +152,13 @@ def in_process(
         served = ServedModel(method, model.model_version, model.task, recording, model)  # type: ignore[arg-type]
         run = task_runner(method, served)
         for r in part:
-            before, started = recording.ann_s, time.perf_counter()
+            before, cpu_before, started = recording.ann_s, recording.ann_cpu_s, time.perf_counter()
             run(r)
             elapsed = time.perf_counter() - started
             with lock:
                 task.append(elapsed)
                 ann.append(recording.ann_s - before)
+                ann_cpu.append(recording.ann_cpu_s - cpu_before)
         with lock:
             queries.extend(recording.requests)
 
@@ -153,6 +169,8 @@ def in_process(
     seconds = time.perf_counter() - started
     return {
         "ann": percentiles(ann),
+        "ann_mean_ms": 1000 * float(np.mean(ann)),
+        "ann_cpu_mean_ms": 1000 * float(np.mean(ann_cpu)),
         "task": percentiles(task),
         "task_rps": len(task) / seconds,
         "queries": queries,
@@ -172,7 +190,9 @@ def recall_at_10(shard: EdgeIndex, queries: list[SearchRequest], sample: int) ->
     return {"recall_at_10": float(np.mean(recalls)), "queries": len(recalls)}
 
 
-def start_server(cache: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    cache: Path, args: argparse.Namespace, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
     cmd = [
         sys.executable,
         str(REPO / "bench" / "_recommender_server.py"),
@@ -184,6 +204,7 @@ def start_server(cache: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
         str(args.complementary_model),
         "--workers",
         str(args.workers),
+        *extra,
     ]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None

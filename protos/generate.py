@@ -1,7 +1,8 @@
 """Generate the Python protobuf/gRPC modules into libs/vitrine/v1 (the `vitrine.v1` package).
 
 Run by `make proto` (and so by every set-up command). The output is build output: git-ignored, never
-hand-edited.
+hand-edited. `--protoset FILE` (`make protoset`) writes the compiled descriptors instead, imports
+included, for tools that take a protoset (`ghz --protoset`, `grpcurl -protoset`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ PROTO_ROOT = Path(__file__).resolve().parent
 OUT_ROOT = PROTO_ROOT.parent / "libs"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "vitrine" / "v1").glob("*.proto"))
     include = Path(protoc.__file__).resolve().parent / "_proto"
+    common = ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}"]
+    if argv[:1] == ["--protoset"] and len(argv) == 2:
+        out = Path(argv[1]).resolve()
+        rc = protoc.main([*common, "--include_imports", f"--descriptor_set_out={out}", *sources])
+        if rc == 0:
+            print(f"wrote {out}")
+        return int(rc)
+    if argv:
+        print("usage: generate.py [--protoset FILE]", file=sys.stderr)
+        return 2
     args = [
-        "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{include}",
+        *common,
         f"--python_out={OUT_ROOT}",
         f"--pyi_out={OUT_ROOT}",
         f"--grpc_python_out={OUT_ROOT}",
@@ -38,4 +47,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -18,6 +18,12 @@ class ConfigError(VitrineError):
     code = "config_error"
 
 
+class PortInUseError(ConfigError):
+    """A service cannot listen where it is configured to: another process holds the address."""
+
+    code = "port_in_use"
+
+
 class InvalidEventError(VitrineError):
     """A catalogue event that cannot be processed; `reason` goes to the dead-letter headers."""
 

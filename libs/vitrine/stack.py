@@ -199,6 +199,17 @@ class LocalStack:
         wait_grpc_serving(service, timeout_s=120)
         return service
 
+    def start_feedback(self, name: str = "feedback", wait: bool = True, **options: str) -> ServiceProcess:
+        """Start `vitrine feedback` as a process; `options` become `--key value` (topics, group id, ...)."""
+        metrics_port = free_port()
+        args = ["--bootstrap-servers", self.kafka.bootstrap_servers, "--metrics-port", str(metrics_port)]
+        for key, value in options.items():
+            args += [f"--{key.replace('_', '-')}", value]
+        service = self._spawn(name, "feedback", args, metrics_port)
+        if wait:
+            wait_http_ok(service, timeout_s=120)
+        return service
+
     def write_recommender_config(self, name: str, config: Mapping[str, Any]) -> Path:
         """(Re)write the YAML file a recommender named `name` reads; `ServiceProcess.hangup()` applies it."""
         path = self.work_dir / f"{name}.yaml"

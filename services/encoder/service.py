@@ -15,9 +15,9 @@ from kafka.errors import KafkaError
 
 from vitrine.errors import ConfigError
 from vitrine.index import open_index
-from vitrine.model.inference import load_inference_model
+from vitrine.model.inference import InferenceModel, load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
-from vitrine.stream.dead_letters import KafkaDeadLetters
+from vitrine.stream.dead_letters import DeadLetterWriter, KafkaDeadLetters
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
 from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
@@ -53,14 +53,34 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     model = load_inference_model(settings.model_dir)
     version = model.model_version
     log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
+    metrics = EncoderMetrics()
+    # bound first: a taken port stops the service before it creates topics or joins a group
+    metrics_server = serve_metrics(
+        metrics.registry, settings.metrics_port, setting="VITRINE_ENCODER_METRICS_PORT (--metrics-port)"
+    )
+    try:
+        return _build_worker(settings, kafka, model, metrics, metrics_server)
+    except BaseException:
+        metrics_server.close()
+        raise
+
+
+def _build_worker(
+    settings: EncoderSettings,
+    kafka: KafkaSettings,
+    model: InferenceModel,
+    metrics: EncoderMetrics,
+    metrics_server: MetricsServer,
+) -> EncoderService:
+    version = model.model_version
     topics = TopicNames(
         settings.products_topic, settings.resolved_vectors_topic(version), settings.dead_letter_topic
     )
     if settings.create_topics:
         ensure_catalog_topics(kafka, topics, settings.topic_partitions)
 
-    metrics = EncoderMetrics()
     group_id = settings.resolved_group_id(version)
+    metrics.model_info.labels(version, model.task, model.card.model_kind, group_id).set(1)
     producer: KafkaProducer | TransactionalProducer
     transactions: TransactionalProducer | None = None
     if settings.index_mode == "embedded" and settings.exactly_once:
@@ -109,7 +129,9 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         kafka_sink.restore()
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
-    pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
+    writer = DeadLetterWriter(group_id, version, settings.resolved_dead_letter_invalid())
+    dead_letters = KafkaDeadLetters(producer, topics.dead_letters, writer)
+    pipeline = EncoderPipeline(model, sink, dead_letters, metrics)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(
@@ -131,7 +153,6 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
             worker.stop()
 
     worker.on_caught_up = caught_up
-    metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
     log.info("encoder metrics on :%d/metrics", metrics_server.port)
     backfill_note = " (backfill: a new group replays from the earliest offset)" if settings.backfill else ""
     log.info("consumer group %s%s", group_id, backfill_note)

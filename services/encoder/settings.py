@@ -37,6 +37,13 @@ class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         description="build a new model's index: its own consumer group, vectors topic or collection, "
         "replaying catalog.products from the earliest offset, with progress (VITRINE_ENCODER_BACKFILL)",
     )
+    dead_letter_invalid: bool | None = Field(
+        None,
+        description="write events that break the contract (undecodable, missing fields, ...) to the "
+        "dead-letter topic; default: only the live encoder does (not a backfill), so a bad event gives "
+        "one dead letter however many models are encoded; encode failures are always written "
+        "(VITRINE_ENCODER_DEAD_LETTER_INVALID)",
+    )
     exit_when_caught_up: bool = Field(
         False,
         description="stop once the log end seen at start is reached (VITRINE_ENCODER_EXIT_WHEN_CAUGHT_UP)",
@@ -111,6 +118,9 @@ class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
 
     def resolved_group_id(self, model_version: str) -> str:
         return self.group_id or (f"vitrine-encoder-{model_version}" if self.backfill else "vitrine-encoder")
+
+    def resolved_dead_letter_invalid(self) -> bool:
+        return (not self.backfill) if self.dead_letter_invalid is None else self.dead_letter_invalid
 
     def resolved_transactional_id(self, model_version: str) -> str:
         """`transactional_id`, else <group id>-<host name>-<instance id> (claims a host slot when

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from vitrine.api.security import server_security
+from vitrine.api.security import ServerSecurity, server_security
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError, VitrineError
-from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
+from vitrine.feedback.recorder import ImpressionRecorder
+from vitrine.obs.metrics import ImpressionMetrics, MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
+from vitrine.stream.kafka import KafkaSettings
 from vitrine_services.recommender.models import ModelLoader
 from vitrine_services.recommender.settings import RecommenderSettings
 
@@ -49,6 +51,7 @@ class RecommenderService:
     metrics_server: MetricsServer
     metrics: RecommenderMetrics
     reload_settings: Callable[[], RecommenderSettings] | None = None
+    recorder: ImpressionRecorder | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last_problem: str = field(default="", repr=False)
 
@@ -87,6 +90,7 @@ class RecommenderService:
     def refresh_gauges(self) -> None:
         for m in self.registry.current.models.values():
             self.metrics.items.labels(m.model_version).set(m.index.count())
+            self.metrics.model_info.labels(*_model_info(m)).set(1)
 
     def reload(self, settings: RecommenderSettings | None = None) -> bool:
         """Apply new models / variants without dropping a request: load what is new (and wait for its
@@ -97,6 +101,7 @@ class RecommenderService:
             log.warning("a reload is already running; ignoring this one")
             return False
         try:
+            self.refresh_priors()
             new = settings if settings is not None else self._read_settings()
             if new is None:
                 return False
@@ -106,10 +111,14 @@ class RecommenderService:
                 return False
             retired = self.registry.swap(snapshot, new.reload_drain_s)
             served_versions = {x.model_version for x in snapshot.models.values()}
+            served_info = {_model_info(x) for x in snapshot.models.values()}
             for m in retired:
                 if m.model_version not in served_versions:
                     with contextlib.suppress(KeyError):  # never reported: nothing to remove
                         self.metrics.items.remove(m.model_version)
+                if _model_info(m) not in served_info:
+                    with contextlib.suppress(KeyError):
+                        self.metrics.model_info.remove(*_model_info(m))
             self.settings = new
             self.refresh_gauges()
             served = ", ".join(f"{m.name}={m.model_version}" for m in snapshot.models.values())
@@ -141,6 +150,7 @@ class RecommenderService:
         from what is served (the periodic check of `reload_check_s`)."""
         if self._reload_lock.locked():
             return False  # a reload is running; look again at the next check
+        self.refresh_priors()
         new = self._read_settings(quiet=True)
         if new is None:
             return False
@@ -176,10 +186,34 @@ class RecommenderService:
             self._last_problem = message
             log.error(message)
 
+    def refresh_priors(self) -> None:
+        """Swap in refreshed complementary priors (`vitrine refresh-prior`): no index is rebuilt."""
+        for m in self.registry.current.models.values():
+            if m.model is None:
+                continue
+            try:
+                if m.model.refresh_prior():
+                    log.info(
+                        "model %s (%s): complementary prior %s",
+                        m.name,
+                        m.model_version,
+                        m.model.prior_version,
+                    )
+            except VitrineError as e:
+                self._log_once(f"model {m.name}: keeping its complementary prior: {e}")
+
     def stop(self) -> None:
         self.grpc.stop(self.settings.shutdown_grace_s)
+        if self.recorder is not None:
+            self.recorder.close()  # after the last request: its lists are still sent
         self.registry.close()
         self.metrics_server.close()
+
+
+def _model_info(m: ServedModel) -> tuple[str, str, str, str]:
+    """The labels of vitrine_recommender_model_info for a served model."""
+    kind = m.model.card.model_kind if m.model is not None else "index_only"
+    return (m.name, m.model_version, m.task, kind)
 
 
 def _wait_all(models: Iterable[ServedModel], timeout_s: float) -> bool:
@@ -244,6 +278,24 @@ def create_service(
         settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, settings.auth_token_list()
     )
     metrics = RecommenderMetrics()
+    # bound first: a taken port stops the service before it loads models or starts feeds
+    metrics_server = serve_metrics(
+        metrics.registry, settings.metrics_port, setting="VITRINE_RECOMMENDER_METRICS_PORT (--metrics-port)"
+    )
+    try:
+        return _start(settings, security, metrics, metrics_server, reload_settings)
+    except BaseException:
+        metrics_server.close()
+        raise
+
+
+def _start(
+    settings: RecommenderSettings,
+    security: ServerSecurity,
+    metrics: RecommenderMetrics,
+    metrics_server: MetricsServer,
+    reload_settings: Callable[[], RecommenderSettings] | None,
+) -> RecommenderService:
     if settings.index_mode == "embedded":
         # The shards are caches of the vectors topics: rebuilt from the topics at every start.
         shutil.rmtree(settings.index_path, ignore_errors=True)
@@ -251,24 +303,46 @@ def create_service(
     # the feeds start here and catch up in the background; SERVING waits for them (wait_ready)
     snapshot, _ = build_snapshot(loader, settings)
     registry = ModelRegistry(snapshot)
-    grpc_server = create_grpc_server(
-        registry,
-        metrics,
-        f"{settings.grpc_host}:{settings.grpc_port}",
-        settings.grpc_workers,
-        interceptors=security.interceptors,
-        credentials=security.credentials,
-    )
+    recorder = None
+    if settings.record_impressions:
+        kafka = KafkaSettings(
+            settings.kafka_bootstrap_servers,
+            client_id="vitrine-recommender-impressions",
+            security=settings.kafka_security(),
+        )
+        recorder = ImpressionRecorder(
+            kafka,
+            settings.interactions_topic,
+            ImpressionMetrics(metrics.registry),
+            settings.impression_buffer,
+        ).start()
+        log.info("recording impressions on %s", settings.interactions_topic)
+    try:
+        grpc_server = create_grpc_server(
+            registry,
+            metrics,
+            f"{settings.grpc_host}:{settings.grpc_port}",
+            settings.grpc_workers,
+            interceptors=security.interceptors,
+            credentials=security.credentials,
+            impressions=recorder,
+            port_setting="VITRINE_RECOMMENDER_GRPC_PORT (--grpc-port)",
+            reuse_port=settings.grpc_reuse_port,
+        )
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        registry.close()
+        raise
     log.info("recommender gRPC security: %s", security.describe())
     if security.is_open and settings.grpc_host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("gRPC on %s without TLS or a token: only behind a trusted network", settings.grpc_host)
-    metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
     grpc_server.start()
     log.info(
         "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
     )
     return RecommenderService(
-        settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings
+        settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings, recorder
     )
 
 

@@ -143,6 +143,12 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     grpc_workers: int = Field(
         8, ge=1, le=256, description="handler threads (VITRINE_RECOMMENDER_GRPC_WORKERS)"
     )
+    grpc_reuse_port: bool = Field(
+        False,
+        description="bind the gRPC port with SO_REUSEPORT so that several recommender processes on one "
+        "host share it (process per core, docs/OPERATIONS.md); off, a taken port is an error "
+        "(VITRINE_RECOMMENDER_GRPC_REUSE_PORT)",
+    )
     metrics_port: int = Field(
         9102, ge=0, le=65535, description="/metrics port (VITRINE_RECOMMENDER_METRICS_PORT)"
     )
@@ -152,6 +158,20 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         description="max wait to catch up with the vectors topic (VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0, description="VITRINE_RECOMMENDER_SHUTDOWN_GRACE_S")
+    record_impressions: bool = Field(
+        True,
+        description="record every returned list on the interactions topic, off the request path (a full "
+        "buffer drops and counts, never blocks) (VITRINE_RECOMMENDER_RECORD_IMPRESSIONS)",
+    )
+    interactions_topic: str = Field(
+        "catalog.interactions", description="where impressions go (VITRINE_RECOMMENDER_INTERACTIONS_TOPIC)"
+    )
+    impression_buffer: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="lists waiting to be sent before new ones are dropped (VITRINE_RECOMMENDER_IMPRESSION_BUFFER)",
+    )
 
     # -- gRPC transport security and authentication (docs/OPERATIONS.md, "Security") --
     tls_cert_file: Path | None = Field(

@@ -5,6 +5,7 @@ a SIGHUP reload adds the complementary model and an experiment while requests ke
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,13 @@ import grpc
 import pytest
 
 from vitrine.api.client import RecommenderClient
-from vitrine.catalog.schema import Product
+from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.model.card import read_card
+from vitrine.model.prior import ComplementaryPrior
 from vitrine.stack import LocalStack, ServiceProcess
+from vitrine.stream.dead_letters import H_GROUP, H_MODEL_VERSION, H_REASON
+from vitrine.stream.kafka import make_consumer, make_producer
 from vitrine.stream.publisher import CatalogPublisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,6 +66,7 @@ def stack(
         with CatalogPublisher.connect(local.kafka, local.topics.products) as publisher:
             for product in catalog:
                 publisher.upsert(product, version=1)
+        _publish_bad_events(local)
         encoders = [
             local.start_encoder(),  # the similar model → catalog.vectors
             # the complementary model: its own consumer group and vectors topic (the encoder's backfill)
@@ -80,6 +85,53 @@ def stack(
         yield local, recommender
     finally:
         local.stop()
+
+
+BAD_EVENTS = 10
+
+
+def _publish_bad_events(local: LocalStack) -> None:
+    """Events every model rejects alike: empty values and events without a title."""
+    producer = make_producer(local.kafka)
+    for i in range(BAD_EVENTS):
+        key = f"bad-{i}"
+        event = ProductEvent.upsert(Product(key, "placeholder"), version=1).to_proto()
+        event.upsert.title = ""
+        value = b"" if i % 2 else event.SerializeToString()
+        producer.send(local.topics.products, key=key.encode(), value=value)
+    producer.flush()
+    producer.close()
+
+
+def test_a_bad_event_is_dead_lettered_once_by_the_live_encoder_not_once_per_model(
+    stack: tuple[LocalStack, ServiceProcess],
+) -> None:
+    # issue 17: every encoder group dead-lettered the same bad event (20 bad events -> 40 records),
+    # with no header saying which encoder wrote it
+    local, _ = stack
+    consumer = make_consumer(local.kafka, local.topics.dead_letters, group_id=None, consumer_timeout_ms=5000)
+    letters = list(consumer)
+    consumer.close()
+    assert len(letters) == BAD_EVENTS
+    headers = [dict(letter.headers) for letter in letters]
+    assert {h[H_GROUP] for h in headers} == {b"vitrine-encoder"}
+    assert {h[H_MODEL_VERSION] for h in headers} == {read_card(local.model_dir).model_version.encode()}
+    assert sorted(h[H_REASON] for h in headers) == [b"empty_value"] * 5 + [b"missing_title"] * 5
+    # the complementary model's encoder saw them too and counts them, without writing them again
+    complementary = next(s for s in local.services if s.name == "encoder-complementary")
+    assert complementary.metric("vitrine_encoder_dead_lettered_total", {"reason": "empty_value"}) == 5
+
+
+def test_every_process_reports_its_build_and_its_models(stack: tuple[LocalStack, ServiceProcess]) -> None:
+    local, recommender = stack
+    version = read_card(local.model_dir).model_version
+    for service in local.services:
+        component = "recommender" if service is recommender else "encoder"
+        assert service.metric("vitrine_build_info", {"component": component, "version": "0.1.0"}) == 1
+    info = "vitrine_recommender_model_info"
+    assert recommender.metric(info, {"name": "default", "model": version, "kind": "trained"}) == 1
+    live = next(s for s in local.services if s.name == "encoder")
+    assert live.metric("vitrine_encoder_model_info", {"model": version, "group": "vitrine-encoder"}) == 1
 
 
 def test_inspire_uses_the_clusters_the_encoder_assigned(
@@ -190,3 +242,57 @@ def test_a_changed_configuration_is_picked_up_without_a_signal(
         wait_for(lambda: client.similar(mug, limit=1, unit_key="u1").variant == "only-arm", 30, "picked up")
         assert client.inspire(history=[mug], limit=3).variant == "only-arm"
     poller.terminate()
+
+
+def test_a_refreshed_complementary_prior_is_swapped_in_on_sighup_without_failing_a_request(
+    stack: tuple[LocalStack, ServiceProcess],
+    catalog: list[Product],
+    complementary_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """`vitrine refresh-prior` writes a new map version next to the model; SIGHUP swaps it in, with the
+    same towers and index (no rebuild), while requests keep flowing.
+
+    Since issue 12 the served default Complementary list is one any-category query and reads no map,
+    so the swap is checked by the prior version the replica reports, not by the served categories
+    (the map plans the targets of `vitrine eval recommend --targets N`)."""
+    local, _ = stack
+    model = tmp_path / "complementary"  # a copy: the session's model directory stays as trained
+    shutil.copytree(complementary_model_dir, model)
+    replica = local.start_recommender(
+        "recommender-prior", config={"complementary_model_dir": model}, with_model_dir=True
+    )
+    laptop = next(p for p in catalog if p.leaf_category == "Laptops" and p.availability.purchasable)
+    with RecommenderClient(replica.grpc_target, timeout_s=5) as client:
+        wait_for(
+            lambda: answers(lambda: client.complementary(laptop.product_id)) == grpc.StatusCode.OK, 120, "up"
+        )
+        before = client.complementary(laptop.product_id, limit=4)
+        assert "complementary prior prior-" not in replica.log_tail(200)
+        failures: list[grpc.StatusCode] = []
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                code = answers(lambda: client.complementary(laptop.product_id, limit=4))
+                if code != grpc.StatusCode.OK:
+                    failures.append(code)
+
+        worker = threading.Thread(target=keep_asking)
+        worker.start()
+        try:
+            prior = ComplementaryPrior.new({"Laptops": ["Ties"]}, {}, {"dataset": "a test"})
+            prior.save(model)
+            replica.hangup()
+            wait_for(
+                lambda: f"complementary prior {prior.version}" in replica.log_tail(200),
+                60,
+                "the refreshed prior is swapped in",
+            )
+        finally:
+            stop.set()
+            worker.join(10)
+        after = client.complementary(laptop.product_id, limit=4)
+    assert not failures
+    assert after.model_version == before.model_version  # the same towers and index
+    replica.terminate()

@@ -39,7 +39,12 @@ def test_cli_registers_every_documented_subcommand() -> None:
         "eval",
         "encoder",
         "recommender",
+        "feedback",
+        "report",
+        "simulate",
+        "refresh-prior",
         "produce",
+        "dlq",
         "demo",
         "bench",
         "kafka",
@@ -64,4 +69,5 @@ def test_the_services_add_their_commands_through_entry_points() -> None:
     assert commands == {
         "encoder": "vitrine_services.encoder.cli:register",
         "recommender": "vitrine_services.recommender.cli:register",
+        "feedback": "vitrine_services.feedback.cli:register",
     }

@@ -8,7 +8,12 @@
 
 `timeout_s` is the whole budget of a call, retries included: each attempt gets what is left of it as
 its gRPC deadline. Only UNAVAILABLE is retried (the server did not start the work), with jittered
-exponential backoff; every other status raises `grpc.RpcError` at once.
+exponential backoff; every other status raises at once. A failed call raises a `RecommenderError`
+subclass named after what went wrong (`InvalidRequest`, `NotFound`, `NotServed`, `DeadlineExceeded`,
+`Unavailable`, `Unauthenticated`, `ResourceExhausted`, `ServerError`); each is also a
+`grpc.RpcError` with `code()` and `details()`, so code written against gRPC keeps working. In a
+`batch`, a request that fails on its own is a `BatchError` in the result list (`.to_exception()`
+gives the same typed error).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, TypeVar
 
@@ -77,6 +82,7 @@ class Similar:
     filters: Filters = field(default_factory=Filters)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""  # recorded with the list's impression (default: "similar")
 
     def to_proto(self) -> pb.SimilarRequest:
         return pb.SimilarRequest(
@@ -85,6 +91,7 @@ class Similar:
             filters=self.filters.to_proto(),
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -97,6 +104,7 @@ class Complementary:
     filters: Filters = field(default_factory=Filters)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""
 
     def to_proto(self) -> pb.ComplementaryRequest:
         return pb.ComplementaryRequest(
@@ -106,6 +114,7 @@ class Complementary:
             filters=self.filters.to_proto(),
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -123,6 +132,7 @@ class Inspire:
     mmr_diversity: float | None = None  # None = server default (0.5)
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""
 
     def to_proto(self) -> pb.InspireRequest:
         views = []
@@ -149,6 +159,7 @@ class Inspire:
             diversity=diversity,
             unit_key=self.unit_key,
             variant=self.variant,
+            placement=self.placement,
         )
 
 
@@ -175,10 +186,100 @@ class RecommendationList:
     items: list[Recommendation]
     model_version: str
     variant: str
+    # send it back with the clicks and purchases this list leads to (vitrine.feedback.publisher)
+    recommendation_id: str = ""
 
     @property
     def ids(self) -> list[str]:
         return [i.product_id for i in self.items]
+
+
+class RecommenderError(grpc.RpcError):
+    """A call that failed with a gRPC status. `code()` / `details()` as on `grpc.RpcError`."""
+
+    status: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def __str__(self) -> str:
+        return f"{self._code.name}: {self._details}"
+
+
+class InvalidRequest(RecommenderError):
+    """INVALID_ARGUMENT: a limit or rule of the request is broken; the message names the field."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(RecommenderError):
+    """NOT_FOUND: the product is not in the index (unknown or deleted), or no history product is."""
+
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class NotServed(RecommenderError):
+    """FAILED_PRECONDITION: the variant serves no model for this task (a deployment question)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DeadlineExceeded(RecommenderError):
+    """DEADLINE_EXCEEDED: the call's budget (`timeout_s`) ran out."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(RecommenderError):
+    """UNAVAILABLE: still unavailable after the retries (server unreachable, index down)."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(RecommenderError):
+    """UNAUTHENTICATED / PERMISSION_DENIED: a token is required and missing or wrong."""
+
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(RecommenderError):
+    """RESOURCE_EXHAUSTED: the request or response is too large, or the server is saturated."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ServerError(RecommenderError):
+    """INTERNAL and every other status: a server bug or an unexpected failure."""
+
+    status = grpc.StatusCode.INTERNAL
+
+
+_ERRORS: dict[grpc.StatusCode, type[RecommenderError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidRequest,
+        NotFound,
+        NotServed,
+        DeadlineExceeded,
+        Unavailable,
+        Unauthenticated,
+        ResourceExhausted,
+    )
+}
+_ERRORS[grpc.StatusCode.PERMISSION_DENIED] = Unauthenticated
+
+
+def error_for(code: grpc.StatusCode, details: str) -> RecommenderError:
+    """The typed error of a status code (ServerError for any code without its own class)."""
+    return _ERRORS.get(code, ServerError)(code, details)
 
 
 @dataclass(frozen=True)
@@ -187,6 +288,10 @@ class BatchError:
 
     code: grpc.StatusCode
     message: str
+
+    def to_exception(self) -> RecommenderError:
+        """The typed error a single call would have raised."""
+        return error_for(self.code, self.message)
 
 
 class RecommenderClient:
@@ -218,10 +323,14 @@ class RecommenderClient:
         filters: Filters | None = None,
         unit_key: str = "",
         variant: str = "",
+        placement: str = "",
     ) -> RecommendationList:
-        """Substitutes of `product_id` (in the index) or of an inline `product`."""
-        f = filters or Filters(include_out_of_stock=include_out_of_stock)
-        request = Similar(product_id, limit, product, f, unit_key, variant).to_proto()
+        """Substitutes of `product_id` (in the index) or of an inline `product`. `include_out_of_stock`
+        also applies when `filters` are given (it adds to them; `Filters.include_out_of_stock` too)."""
+        f = filters or Filters()
+        if include_out_of_stock and not f.include_out_of_stock:
+            f = replace(f, include_out_of_stock=True)
+        request = Similar(product_id, limit, product, f, unit_key, variant, placement).to_proto()
         return _to_list(self._call(lambda t: self._stub.Similar(request, timeout=t), timeout_s))
 
     def complementary(
@@ -235,10 +344,11 @@ class RecommenderClient:
         unit_key: str = "",
         variant: str = "",
         timeout_s: float | None = None,
+        placement: str = "",
     ) -> RecommendationList:
         """What goes with a product, interleaved across target categories (the model's map by default)."""
         request = Complementary(
-            product_id, limit, product, target_categories, filters or Filters(), unit_key, variant
+            product_id, limit, product, target_categories, filters or Filters(), unit_key, variant, placement
         ).to_proto()
         return _to_list(self._call(lambda t: self._stub.Complementary(request, timeout=t), timeout_s))
 
@@ -256,6 +366,7 @@ class RecommenderClient:
         unit_key: str = "",
         variant: str = "",
         timeout_s: float | None = None,
+        placement: str = "",
     ) -> list[RecommendationList | BatchError]:
         """Several lists in one call, all from the same variant; one result per request, in order."""
         entries = []
@@ -266,7 +377,7 @@ class RecommenderClient:
                 entries.append(pb.RecommendRequest(complementary=r.to_proto()))
             else:
                 entries.append(pb.RecommendRequest(inspire=r.to_proto()))
-        request = pb.BatchRequest(requests=entries, unit_key=unit_key, variant=variant)
+        request = pb.BatchRequest(requests=entries, unit_key=unit_key, variant=variant, placement=placement)
         reply = self._call(lambda t: self._stub.Batch(request, timeout=t), timeout_s)
         return [
             _to_list(r.response) if r.code == 0 else BatchError(grpc.StatusCode(_status(r.code)), r.error)
@@ -280,11 +391,11 @@ class RecommenderClient:
                 return rpc(max(0.001, deadline - time.monotonic()))
             except grpc.RpcError as e:
                 if e.code() not in RETRYABLE or attempt == self.retries:
-                    raise
+                    raise error_for(e.code(), e.details() or "") from e
                 # full jitter: retries of many clients do not arrive in lockstep
                 pause = random.uniform(0, self.backoff_s * 2**attempt)
                 if time.monotonic() + pause >= deadline:
-                    raise  # no time left for another attempt
+                    raise error_for(e.code(), e.details() or "") from e  # no time left for another attempt
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
@@ -326,4 +437,5 @@ def _to_list(response: pb.RecommendResponse) -> RecommendationList:
         ],
         response.model_version,
         response.variant,
+        response.recommendation_id,
     )

@@ -48,21 +48,24 @@ class RequestLimits:
 class Routing:
     unit_key: str = ""
     variant: str = ""
+    placement: str = ""  # recorded with the list's impression; "" = the task's name
 
 
 class RequestParser:
     def __init__(self, limits: RequestLimits | None = None) -> None:
         self.limits = limits or RequestLimits()
+        # most requests set no filters: what an unset `filters` means is parsed once (it is immutable)
+        self._no_filters = self._filters(pb.Filters())
 
     # -- per method -------------------------------------------------------------------------------
 
     def similar(self, r: pb.SimilarRequest) -> SimilarQuery:
-        return SimilarQuery(self._anchor(r), self._limit(r.limit), self._filters(r.filters))
+        return SimilarQuery(self._anchor(r), self._limit(r.limit), self._request_filter(r))
 
     def complementary(self, r: pb.ComplementaryRequest) -> ComplementaryQuery:
         targets = self._names("target_categories", r.target_categories, self.limits.max_target_categories)
         return ComplementaryQuery(
-            self._anchor(r), self._limit(r.limit), tuple(dict.fromkeys(targets)), self._filters(r.filters)
+            self._anchor(r), self._limit(r.limit), tuple(dict.fromkeys(targets)), self._request_filter(r)
         )
 
     def inspire(self, r: pb.InspireRequest) -> InspireQuery:
@@ -101,7 +104,7 @@ class RequestParser:
             history=self._history(r.history),
             intent=r.intent.strip(),
             limit=self._limit(r.limit),
-            filters=self._filters(r.filters),
+            filters=self._request_filter(r),
             strategy=strategy,
             nearest_clusters=nearest_clusters,
             skip_clusters=self._count("diversity.skip_clusters", d.skip_clusters, 0, lim.max_clusters, 0),
@@ -109,11 +112,13 @@ class RequestParser:
             mmr_diversity=float(diversity),
         )
 
-    def routing(self, unit_key: str, variant: str) -> Routing:
-        for name, value in (("unit_key", unit_key), ("variant", variant)):
+    def routing(self, unit_key: str, variant: str, placement: str = "") -> Routing:
+        for name, value in (("unit_key", unit_key), ("variant", variant), ("placement", placement)):
             if len(value) > self.limits.max_name_chars:
                 raise InvalidRequestError(f"{name} is longer than {self.limits.max_name_chars} characters")
-        return Routing(unit_key, variant)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in placement):
+            raise InvalidRequestError("placement must not contain control characters")
+        return Routing(unit_key, variant, placement)
 
     def batch_size(self, n: int) -> None:
         if not 1 <= n <= self.limits.max_batch:
@@ -168,6 +173,9 @@ class RequestParser:
                     f"{field} values must be 1..{self.limits.max_name_chars} characters"
                 )
         return tuple(values)
+
+    def _request_filter(self, r: Any) -> RequestFilter:
+        return self._filters(r.filters) if r.HasField("filters") else self._no_filters
 
     def _filters(self, f: pb.Filters) -> RequestFilter:
         lim = self.limits

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from vitrine.api.accounting import StartedCalls
+from vitrine.api.reflection import enable_reflection
 from vitrine.api.requests import RequestLimits
-from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
+from vitrine.api.servicer import (
+    ImpressionSink,
+    RecommenderServicer,
+    SnapshotSource,
+    add_recommender_servicer,
+)
+from vitrine.errors import PortInUseError
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.v1 import recommender_pb2
 
@@ -54,29 +61,47 @@ def create_grpc_server(
     limits: RequestLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    impressions: ImpressionSink | None = None,
+    port_setting: str = "the gRPC port",
+    reuse_port: bool = False,
 ) -> GrpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=list(interceptors),
-        # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
-        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+        # counted on arrival first, so even a call refused or dropped later is counted as started
+        interceptors=[StartedCalls(metrics, RECOMMENDER_SERVICE), *interceptors],
+        options=[
+            # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and share
+            # the calls with the first one instead of failing. Only the process-per-core layout
+            # (several processes on one port on purpose, docs/OPERATIONS.md "Several processes on one
+            # host") turns it on.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)
-    add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits, impressions), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (RECOMMENDER_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((RECOMMENDER_SERVICE, HEALTH_SERVICE), server)
     # TLS when credentials are given (vitrine.api.security.server_security builds them)
-    port = (
-        server.add_secure_port(address, credentials)
-        if credentials is not None
-        else server.add_insecure_port(address)
-    )
+    try:
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as e:  # grpc's "Failed to bind to address"
+        port = 0
+        cause: Exception | None = e
+    else:
+        cause = None
     if port == 0:
-        raise OSError(f"cannot bind gRPC server to {address}")
+        raise PortInUseError(
+            f"cannot serve gRPC on {address}: the address is in use or not available on this host; choose "
+            f"another with {port_setting}"
+        ) from cause
     grpc_server = GrpcServer(server, port, health_servicer)
     grpc_server.set_serving(False)
     return grpc_server

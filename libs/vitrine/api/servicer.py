@@ -6,6 +6,7 @@ in `vitrine.api.requests`, the task logic in `vitrine.serving` (`similar`, `comp
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -31,7 +32,15 @@ from vitrine.v1 import recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecommenderServicer", "RequestLimits", "SnapshotSource", "add_recommender_servicer", "status_of"]
+__all__ = [
+    "ImpressionSink",
+    "RecommenderServicer",
+    "RequestLimits",
+    "SnapshotSource",
+    "add_recommender_servicer",
+    "new_recommendation_id",
+    "status_of",
+]
 
 UNROUTED = "none"  # the variant label of requests rejected before a variant was chosen
 
@@ -40,6 +49,30 @@ _TASK_PB = {
     Task.COMPLEMENTARY: pb.TASK_COMPLEMENTARY,
     Task.INSPIRE: pb.TASK_INSPIRE,
 }
+
+
+class ImpressionSink(Protocol):
+    """Where returned lists are recorded (vitrine.feedback.recorder.ImpressionRecorder): one call per
+    list, which must not block."""
+
+    def record(
+        self,
+        recommendation_id: str,
+        unit_key: str,
+        placement: str,
+        experiment: str,
+        variant: str,
+        control_variant: str,
+        model_version: str,
+        task: Task,
+        product_ids: list[str],
+    ) -> bool: ...
+
+
+def new_recommendation_id() -> str:
+    """128 random bits as 32 hex digits: the key outcomes are joined on (os.urandom: no UUID object on
+    the request path)."""
+    return os.urandom(16).hex()
 
 
 class SnapshotSource(Protocol):
@@ -76,10 +109,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         source: SnapshotSource,
         metrics: RecommenderMetrics,
         limits: RequestLimits | None = None,
+        impressions: ImpressionSink | None = None,
     ) -> None:
         self._source = source
         self.metrics = metrics
         self.parser = RequestParser(limits)
+        # every returned list gets a recommendation id; with a sink, its impression is recorded too
+        self.impressions = impressions
 
     @property
     def limits(self) -> RequestLimits:
@@ -110,7 +146,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchResponse:
         def run(snapshot: ServingSnapshot, deadline: Deadline, call: _Call) -> pb.BatchResponse:
             self.parser.batch_size(len(request.requests))
-            defaults = self.parser.routing(request.unit_key, request.variant)
+            defaults = self.parser.routing(request.unit_key, request.variant, request.placement)
             call.variant = snapshot.router.route(defaults.unit_key, defaults.variant).name
             return pb.BatchResponse(
                 results=[self._batch_item(snapshot, deadline, r, defaults) for r in request.requests]
@@ -128,9 +164,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.SimilarRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.SIMILAR)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.SIMILAR)
         query = self.parser.similar(r)
-        return _response(similar(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, similar(served, query, deadline), served, variant, routing, Task.SIMILAR
+        )
 
     def _complementary(
         self,
@@ -140,9 +179,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.ComplementaryRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.COMPLEMENTARY)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.COMPLEMENTARY)
         query = self.parser.complementary(r)
-        return _response(complementary(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, complementary(served, query, deadline), served, variant, routing, Task.COMPLEMENTARY
+        )
 
     def _inspire(
         self,
@@ -152,9 +194,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         r: pb.InspireRequest,
         default: Routing,
     ) -> pb.RecommendResponse:
-        served, variant = self._route(snapshot, self._routing(r, default), call, Task.INSPIRE)
+        routing = self._routing(r, default)
+        served, variant = self._route(snapshot, routing, call, Task.INSPIRE)
         query = self.parser.inspire(r)
-        return _response(inspire(served, query, deadline), served.model_version, variant)
+        return self._respond(
+            snapshot, inspire(served, query, deadline), served, variant, routing, Task.INSPIRE
+        )
 
     @staticmethod
     def _route(
@@ -166,7 +211,35 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return snapshot.model_for(variant, task), variant.name
 
     def _routing(self, r: Any, default: Routing) -> Routing:
-        return self.parser.routing(r.unit_key or default.unit_key, r.variant or default.variant)
+        return self.parser.routing(
+            r.unit_key or default.unit_key, r.variant or default.variant, r.placement or default.placement
+        )
+
+    def _respond(
+        self,
+        snapshot: ServingSnapshot,
+        items: list[Recommendation],
+        served: ServedModel,
+        variant: str,
+        routing: Routing,
+        task: Task,
+    ) -> pb.RecommendResponse:
+        """The response, with a new recommendation id; its impression goes to the sink (never blocks)."""
+        response = _response(items, served.model_version, variant)
+        response.recommendation_id = new_recommendation_id()
+        if self.impressions is not None:
+            self.impressions.record(
+                response.recommendation_id,
+                routing.unit_key,
+                routing.placement or task.value,
+                snapshot.router.salt,
+                variant,
+                snapshot.router.control.name,
+                served.model_version,
+                task,
+                [item.product_id for item in items],
+            )
+        return response
 
     def _batch_item(
         self, snapshot: ServingSnapshot, deadline: Deadline, r: pb.RecommendRequest, default: Routing
@@ -212,7 +285,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             if isinstance(request, Undecodable):  # bytes that are not a request (see `wire`)
                 raise InvalidRequestError(request.message)
             with self._source.lease() as snapshot:
-                return run(snapshot, Deadline(context), call)
+                deadline = Deadline(context)
+                response = run(snapshot, deadline, call)
+            # finished too late: the caller has DEADLINE_EXCEEDED already and gRPC drops the response
+            deadline.check("the response")
+            return response
         except Exception as e:
             code, message = status_of(e)
         finally:
@@ -220,8 +297,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         context.abort(code, message)  # raises: the call ends with this status
 
     def _observe(self, method: str, code: grpc.StatusCode, variant: str, started: float) -> None:
-        self.metrics.requests.labels(method, code.name, variant).inc()
-        self.metrics.latency.labels(method, variant).observe(time.perf_counter() - started)
+        self.metrics.observe_request(method, code.name, variant, time.perf_counter() - started)
 
 
 def add_recommender_servicer(servicer: RecommenderServicer, server: grpc.Server) -> None:
@@ -243,22 +319,23 @@ def add_recommender_servicer(servicer: RecommenderServicer, server: grpc.Server)
 
 
 def _response(items: list[Recommendation], model_version: str, variant: str) -> pb.RecommendResponse:
-    out = []
+    """The response, each item built in place (`items.add`): a message built apart and then put in
+    the list is copied once more."""
+    response = pb.RecommendResponse(model_version=model_version, variant=variant)
+    add = response.items.add
     for r in items:
-        p = r.item.payload
-        out.append(
-            pb.RecommendedItem(
-                product_id=r.product_id,
-                score=r.item.score,
-                title=p.title,
-                reason=r.reason,
-                task=_TASK_PB[r.task],
-                anchor_product_id=r.anchor_id,
-                target_category=r.target_category,
-                cluster=p.cluster,
-                category=p.leaf_category,
-                seller=p.seller,
-                price=p.price,
-            )
+        item, p = r.item, r.item.payload
+        add(
+            product_id=item.product_id,
+            score=item.score,
+            title=p.title,
+            reason=r.reason,
+            task=_TASK_PB[r.task],
+            anchor_product_id=r.anchor_id,
+            target_category=r.target_category,
+            cluster=p.cluster,
+            category=p.leaf_category,
+            seller=p.seller,
+            price=p.price,
         )
-    return pb.RecommendResponse(items=out, model_version=model_version, variant=variant)
+    return response

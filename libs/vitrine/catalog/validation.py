@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 
-from google.protobuf.message import DecodeError
+from google.protobuf import unknown_fields
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from vitrine.catalog.schema import SCHEMA_VERSION, Availability, Product, ProductEvent
 from vitrine.errors import InvalidEventError
@@ -18,6 +20,8 @@ from vitrine.v1 import catalog_pb2
 
 REASONS = (
     "undecodable",
+    "empty_value",
+    "bad_field_type",
     "unknown_schema_version",
     "missing_product_id",
     "key_mismatch",
@@ -54,10 +58,17 @@ def decode_event(
     limits = limits or ValidationLimits()
     if value is None:
         raise InvalidEventError("undecodable", "null value (tombstone) on the products topic")
+    if not value:
+        # zero bytes parse as an all-default ProductEvent (schema_version 0): say what it really is
+        raise InvalidEventError("empty_value", "the record's value is empty (0 bytes), not a ProductEvent")
     try:
         pb = catalog_pb2.ProductEvent.FromString(value)
     except (DecodeError, RuntimeError, ValueError) as e:
         raise InvalidEventError("undecodable", f"not a vitrine.v1.ProductEvent: {e}") from e
+    if misfits := misfit_fields(pb):
+        raise InvalidEventError(
+            "bad_field_type", f"fields sent with the wrong wire type (a producer schema mismatch): {misfits}"
+        )
     if pb.schema_version != SCHEMA_VERSION:
         raise InvalidEventError(
             "unknown_schema_version",
@@ -91,6 +102,31 @@ def decode_event(
     product = Product.from_proto(pb.product_id, pb.upsert)
     validate_product(product, limits)
     return ProductEvent(pb.product_id, pb.version, event_time, product)
+
+
+_WIRE_TYPES = {0: "varint", 1: "64-bit", 2: "length-delimited", 3: "group", 4: "group end", 5: "32-bit"}
+
+
+def misfit_fields(message: Message, path: str = "") -> list[str]:
+    """Known fields that arrived with another wire type than the schema's, anywhere in `message`.
+
+    The parser keeps such a field as an unknown field and leaves the real one at its default, so a
+    producer sending e.g. `description` as a number would silently lose it. Unknown field *numbers*
+    are a newer producer's added fields (forward compatible) and are not reported."""
+    descriptor = message.DESCRIPTOR
+    out = []
+    for unknown in unknown_fields.UnknownFieldSet(message):
+        known = descriptor.fields_by_number.get(unknown.field_number)
+        if known is not None:
+            wire = _WIRE_TYPES.get(unknown.wire_type, str(unknown.wire_type))
+            out.append(f"{path}{known.name} (field {unknown.field_number}) as {wire}")
+    for field, value in message.ListFields():
+        if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type.GetOptions().map_entry:
+            continue
+        values = value if field.is_repeated else [value]
+        for item in values:
+            out.extend(misfit_fields(item, f"{path}{field.name}."))
+    return out
 
 
 def validate_product(product: Product, limits: ValidationLimits) -> None:

@@ -2,7 +2,7 @@
 
 The library's commands are the modules under `vitrine.cli` listed below. Other packages add theirs
 through the entry-point group `vitrine.commands` (a name -> its `register` function): the services
-register `vitrine encoder` and `vitrine recommender` so (pyproject.toml), and the library never
+register `vitrine encoder`, `vitrine recommender` and `vitrine feedback` so (pyproject.toml), and the library never
 imports a service. Command modules import heavy dependencies (torch, onnxruntime, transformers)
 inside their handlers, so `vitrine --help` and the light commands start fast.
 """
@@ -23,11 +23,15 @@ from vitrine.errors import VitrineError
 COMMAND_MODULES: tuple[str, ...] = (
     "kafka",
     "produce",
+    "dlq",
     "demo",
     "train",
+    "prior",
     "export",
     "finetune_nli",
     "eval",
+    "report",
+    "simulate",
     "bench",
 )
 # Entry-point group of the commands other packages add (the services').

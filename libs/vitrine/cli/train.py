@@ -19,14 +19,18 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train",
         help="train a two-tower model (similar | complementary) or add an intent tower (intent)",
-        description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights.",
+        description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights. "
+        "A catalogue without co-view / co-purchase data gets a zero-data model built from its titles "
+        "and category tree (complementary: and category rules); see docs/CATALOGUE.md. "
+        "--task intent --model DIR adds an intent tower to the model in DIR.",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument(
         "--dataset",
         required=True,
         metavar="KIND:PATH[,KIND:PATH]",
-        help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N (comma-separated to combine)",
+        help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N, "
+        "interactions:kafka://HOST:PORT[?days=N] (the interaction log; comma-separated to combine)",
     )
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="model directory to write (similar, complementary)"
@@ -85,7 +89,20 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--kmeans-k", type=int, default=DEFAULTS.kmeans_k, help="centroids for inspirational serving"
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULTS.threads,
+        help="torch intra-op threads (default: %(default)s; 0 = one per core, slower for these small towers)",
+    )
+    parser.add_argument(
+        "--category-rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="zero-data complementary model: YAML 'category: [categories that go with it]' (default: "
+        "sibling leaves; written to DIR/category_rules.yaml to edit)",
+    )
     parser.add_argument(
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
@@ -167,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             else RetrievalConfig(lexical_weight=args.lexical_weight),
             untrained=args.untrained,
             progress=not args.no_progress,
+            category_rules=args.category_rules,
             cache_dir=args.cache_dir or _default_cache(),
         )
     except ValueError as e:

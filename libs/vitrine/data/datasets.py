@@ -18,7 +18,7 @@ from vitrine.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DATASET_KINDS = ("bundlerec", "amazon", "jsonl", "synthetic")
+DATASET_KINDS = ("bundlerec", "amazon", "jsonl", "synthetic", "interactions")
 
 
 @dataclass(slots=True)
@@ -152,6 +152,10 @@ def load_dataset(spec: DatasetSpec | str) -> Dataset:
         from vitrine.data.jsonl import load_jsonl
 
         dataset = load_jsonl(Path(spec.path))
+    elif spec.kind == "interactions":  # the interaction log on Kafka (vitrine.feedback.mining)
+        from vitrine.feedback.mining import load_interactions
+
+        dataset = load_interactions(spec.path)
     else:
         dataset = _load_synthetic(spec.path)
     for report in dataset.reports:

@@ -9,7 +9,8 @@ One object per line:
 
 `product_id` and `title` are required; every other field is optional. `also_view` / `also_buy` are
 directed links to other product ids; `sessions` / `bundles` name the co-view and co-purchase groups
-the product belongs to. Lines are validated with the same rules as catalogue events
+the product belongs to (docs/CATALOGUE.md: every field and what it does to the model). Lines are
+validated with the same rules as catalogue events
 (`vitrine.catalog.validation`), and each rejected line is counted by reason.
 """
 

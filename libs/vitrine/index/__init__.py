@@ -29,7 +29,14 @@ def open_index(
     if settings.index_mode == "embedded":
         from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 
-        return EdgeIndex(EdgeIndexConfig(settings.index_path / name, dim, fresh=fresh, wal=not fresh))
+        config = EdgeIndexConfig(
+            settings.index_path / name,
+            dim,
+            fresh=fresh,
+            wal=not fresh,
+            search_threads=settings.index_search_threads,
+        )
+        return EdgeIndex(config)
     if settings.index_mode == "server":
         if fresh:
             raise ValueError("fresh=True empties a local shard; a Qdrant server collection is never dropped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,17 @@ class EdgeIndexConfig:
     # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
     # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
     wal: bool = True
+    # Threads of the shard's search pool, which searches a query's segments in parallel. 1 (default)
+    # = searched in the calling thread: requests already run in parallel on the gRPC handler threads,
+    # and handing each query to a pool cost more CPU than it saved (bench/serving_overhead.py, issue
+    # 19); 0 or None = a pool of one thread per CPU, as Qdrant Edge's default.
+    search_threads: int | None = 1
+
+
+def _search_threads(configured: int | None) -> int:
+    """Always a number: a shard stores its EdgeConfig, and `EdgeShard.load` with
+    max_search_threads=None keeps the stored value instead of Qdrant Edge's default."""
+    return configured or os.cpu_count() or 1
 
 
 class EdgeIndex(IndexAdapter):
@@ -70,6 +82,7 @@ class EdgeIndex(IndexAdapter):
                 indexing_threshold=full_scan_threshold_kb(config.indexing_threshold_points, config.dim)
             ),
             wal_enabled=config.wal,
+            max_search_threads=_search_threads(config.search_threads),
         )
         try:
             if config.path.exists() and any(config.path.iterdir()):

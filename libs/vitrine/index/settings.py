@@ -69,6 +69,14 @@ class IndexSettings(BaseModel):
         description="embedded mode: the folder of this process's local Qdrant Edge shards (the "
         "recommender's, rebuilt from the vectors topics at every start)",
     )
+    index_search_threads: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="embedded mode: threads each shard searches a query with; 1 = in the calling "
+        "(gRPC handler) thread, which measured cheaper than a pool since requests already run in "
+        "parallel (docs/BENCHMARKS.md, serving overhead); 0 = Qdrant Edge's default pool",
+    )
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -57,7 +57,14 @@ class ModelCard:
     export: dict[str, Any] = field(default_factory=dict)
     # the intent tower added to this model's item space (vitrine.model.intent_pipeline); {} = none
     intent: dict[str, Any] = field(default_factory=dict)
+    # how the weights came about: "trained" (on behaviour pairs), "zero_data" (built without pairs:
+    # vitrine.model.zero_data), "untrained" (random, smoke tests); "" in cards written before the field
+    kind: str = ""
     format_version: int = FORMAT_VERSION
+
+    @property
+    def model_kind(self) -> str:
+        return self.kind or ("untrained" if self.untrained else "trained")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,7 +79,12 @@ class TrainConfig:
     seed: int = 13
     kmeans_k: int = 32
     max_steps_per_epoch: int = 0  # 0: one pass over the training pairs
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # torch intra-op threads (0 = torch's default, one per core). The towers' ops are small (a batch
+    # is a few hundred products): parallel regions cost more in synchronisation than they save, and on
+    # a shared machine every region waits for a descheduled thread. Measured on BundleRec electronic
+    # complementary, 2 cores under load: 9.5-11.4 s a step with 2 threads, 0.9-1.2 s with 1
+    # (docs/EVALUATION.md, "Timings").
+    threads: int = 1
     # hashed text tokens found in fewer training products stay untrained (zero): a token unique to one
     # product (a model number) would otherwise act as an item-id embedding the cold catalogue lacks
     min_token_products: int = 2

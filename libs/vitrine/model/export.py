@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,8 +248,7 @@ def _export(
 ) -> None:
     module.eval()
     input_names = [*names, TARGET_INPUT] if target else list(names)
-    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # its passes log every rewrite at INFO
-    with warnings.catch_warnings():
+    with _quiet_exporter(), warnings.catch_warnings():
         # the exporter warns that each named axis "shares the same shape constraints": expected here
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
         program = torch.onnx.export(
@@ -265,6 +265,29 @@ def _export(
         if program is None:
             raise ExportError("torch.onnx.export returned no program")
         program.save(str(path), external_data=False)
+
+
+# The exporter's libraries log every optimisation pass at INFO (~20 lines a tower), and torch's
+# registry warns that torchvision, which the towers never use, is missing: noise in `vitrine export`.
+_EXPORTER_LOGGERS = {
+    "onnx_ir": logging.WARNING,
+    "onnxscript": logging.WARNING,
+    "torch.onnx": logging.WARNING,
+    "torch.onnx._internal.exporter._registration": logging.ERROR,
+}
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    loggers = {name: logging.getLogger(name) for name in _EXPORTER_LOGGERS}
+    before = {name: logger.level for name, logger in loggers.items()}
+    try:
+        for name, logger in loggers.items():
+            logger.setLevel(max(_EXPORTER_LOGGERS[name], logger.getEffectiveLevel()))
+        yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(before[name])
 
 
 def example_inputs(

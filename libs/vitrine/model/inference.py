@@ -33,6 +33,7 @@ from vitrine.model.clusters import nearest_centroid
 from vitrine.model.config import RetrievalConfig
 from vitrine.model.intent_serving import IntentEncoder, has_intent_export
 from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
+from vitrine.model.prior import read_prior
 
 OUTPUT_NAME = "vector"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -69,6 +70,8 @@ class InferenceModel:
         self.untrained: bool = bool(card.untrained)
         self.complementary_map: dict[str, list[str]] = {k: list(v) for k, v in card.complementary_map.items()}
         self.category_prior = CategoryPrior.from_dict(card.category_prior) if card.category_prior else None
+        self.prior_version = ""  # "" = the card's own map; else a refreshed DIR/complementary_prior.json
+        self.refresh_prior()
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
         # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
@@ -124,6 +127,18 @@ class InferenceModel:
             return self.category_prior.targets(leaf, n)
         targets = self.complementary_map.get(leaf, [])[:n]
         return [(t, 1.0 / len(targets)) for t in targets]
+
+    def refresh_prior(self) -> bool:
+        """Swap in a newer `complementary_prior.json` (vitrine.model.prior) if there is one; True if it
+        changed. Requests read the map once, so each sees either the old or the new one."""
+        prior = read_prior(self.model_dir)
+        if prior is None or prior.version == self.prior_version:
+            return False
+        category_prior = CategoryPrior.from_dict(prior.category_prior) if prior.category_prior else None
+        self.complementary_map = prior.complementary_map
+        self.category_prior = category_prior
+        self.prior_version = prior.version
+        return True
 
     # --- contract -------------------------------------------------------------------------------
     def encode_items(self, products: Sequence[Product]) -> np.ndarray:

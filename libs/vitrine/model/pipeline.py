@@ -6,7 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
+from vitrine.model.zero_data import RULES_FILE, default_rules, pseudo_pairs, read_rules, write_rules
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class TrainingSetup:
     untrained: bool = False
     progress: bool = True
     cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
+    # zero-data start (vitrine.model.zero_data): the complementary rule file; None = the default rule
+    category_rules: Path | None = None
 
 
 def index_pairs(pairs: Sequence[tuple[str, str]], index: dict[str, int]) -> np.ndarray:
@@ -63,7 +66,7 @@ def prepare_features(
 def _dataset_record(spec: DatasetSpec, dataset: Dataset) -> dict[str, Any]:
     return {
         "spec": spec.label,
-        "path": spec.path if spec.kind == "synthetic" else str(Path(spec.path).resolve()),
+        "path": spec.path if spec.kind in ("synthetic", "interactions") else str(Path(spec.path).resolve()),
         "products": len(dataset.products),
         "reports": [r.to_dict() for r in dataset.reports],
     }
@@ -83,10 +86,12 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     by_split = split_pairs(task_pairs(dataset, cfg.task, setup.pairs), splits)
     train_pairs, val_pairs = index_pairs(by_split["train"], index), index_pairs(by_split["val"], index)
     log.info("pairs: %s", {k: len(v) for k, v in by_split.items()})
-    if not setup.untrained and len(train_pairs) < cfg.batch_size:
-        raise DataError(
-            f"only {len(train_pairs)} {cfg.task} training pairs in {dataset.name}; need at least one batch"
-        )
+    zero_data = not setup.untrained and len(train_pairs) < cfg.batch_size
+    pool = np.array([i for i, p in enumerate(products) if splits[p.product_id] == "train"], dtype=np.int64)
+    if zero_data:
+        by_split, train_pairs, cfg = _zero_data_pairs(setup, dataset, len(train_pairs), index, out_dir)
+        val_pairs = train_pairs  # nothing held out: there is no behaviour to generalise to
+        pool = np.arange(len(products), dtype=np.int64)
 
     complementary_map: dict[str, list[str]] = {}
     category_prior: dict[str, Any] = {}
@@ -107,7 +112,6 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     candidates = None
     if cfg.task == "complementary":
         candidates = torch.unique(store.tensors["leaf_id"][torch.from_numpy(train_pairs[:, 1])])
-    pool = np.array([i for i, p in enumerate(products) if splits[p.product_id] == "train"], dtype=np.int64)
     task = build_task(encoder, cfg, popularity, candidates, pool_size=len(pool))
 
     metrics: dict[str, Any] = {}
@@ -141,6 +145,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         task=cfg.task,
         dim=setup.encoder.dim,
         untrained=setup.untrained,
+        kind="untrained" if setup.untrained else "zero_data" if zero_data else "trained",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         features=setup.features.to_dict(),
         encoder=setup.encoder.to_dict(),
@@ -162,3 +167,46 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     card.save(out_dir)
     log.info("wrote %s (%s) in %.1fs", out_dir, card.model_version, metrics["train_seconds"])
     return card
+
+
+def _zero_data_pairs(
+    setup: TrainingSetup, dataset: Dataset, behaviour_pairs: int, index: dict[str, int], out_dir: Path
+) -> tuple[dict[str, list[tuple[str, str]]], np.ndarray, TrainConfig]:
+    """Pseudo pairs from the catalogue alone (vitrine.model.zero_data), and the training settings
+    that fit them: the batch shrinks to the pairs there are (a small shop has few)."""
+    cfg = setup.train
+    rules = None
+    if cfg.task == "complementary":
+        if setup.category_rules is not None:
+            rules, source = read_rules(setup.category_rules), str(setup.category_rules)
+        else:
+            rules, source = (
+                default_rules(dataset.products),
+                f"the default rule, written to {out_dir / RULES_FILE}",
+            )
+    pairs = pseudo_pairs(cfg.task, dataset.products, rules)
+    log.warning(
+        "%s has %d %s behaviour pairs (a batch needs %d): building a ZERO-DATA model from the catalogue "
+        "alone (%s). Serve it as any model; train again once you have co-view / co-purchase data "
+        "(docs/CATALOGUE.md)",
+        dataset.name,
+        behaviour_pairs,
+        cfg.task,
+        cfg.batch_size,
+        "titles and the category tree"
+        if cfg.task == "similar"
+        else f"the category tree and category rules from {source}",
+    )
+    if len(pairs) < 2:
+        hint = "" if cfg.task == "similar" else " or name more categories in the rule file (--category-rules)"
+        raise DataError(
+            f"{dataset.name}: {len(pairs)} {cfg.task} pairs even without behaviour data; a catalogue needs "
+            f"products that share a category{hint}"
+        )
+    if rules is not None and setup.category_rules is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_rules(rules, out_dir / RULES_FILE)
+    by_split = {"train": pairs, "val": [], "test": []}
+    batch = 1 << (min(cfg.batch_size, len(pairs)).bit_length() - 1)  # a power of two <= the pairs
+    cfg = replace(cfg, batch_size=max(2, batch))
+    return by_split, index_pairs(pairs, index), cfg

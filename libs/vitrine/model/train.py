@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from vitrine.catalog.features import Features
 from vitrine.model.config import TrainConfig
+from vitrine.model.progress import DurationEstimate
 from vitrine.model.tasks import Batch, ComplementaryTask, FeatureBatch, SimilarityTask
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def train_task(
     pool = torch.arange(store.size) if negative_pool is None else torch.from_numpy(negative_pool)
     if len(pool) == 0:
         raise ValueError("the negative pool is empty")
+    estimate = DurationEstimate(n_batches, config.epochs, config.patience)
     for epoch in range(1, config.epochs + 1):
         task.train()
         order = torch.from_numpy(rng.permutation(len(train_pairs)))
@@ -240,6 +242,7 @@ def train_task(
             total += float(loss.detach())
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            estimate.step_done(epoch, step)
         items = encode_all(task, store)
         ranks = pair_ranks(task, store, val_pairs, items)
         val_recall = float((ranks < config.eval_k).mean()) if len(ranks) else 0.0
@@ -255,6 +258,7 @@ def train_task(
                 float((oracle < config.eval_k).mean()) if len(oracle) else 0.0
             )
         result.history.append(record)
+        estimate.epoch_done(epoch)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
         if on_epoch is not None:
             on_epoch(record)

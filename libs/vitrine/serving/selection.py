@@ -47,22 +47,26 @@ def select(candidates: Iterable[Recommendation], limit: int, caps: Caps) -> list
     picked: list[Recommendation] = []
     ids: set[str] = set()
     keys: set[str] = set()
+    capped = caps.active  # without caps (most requests) nothing is counted
     per_seller: Counter[str] = Counter()
     per_category: Counter[str] = Counter()
     for c in candidates:
         payload = c.item.payload
-        if c.product_id in ids or (payload.dedup_key and payload.dedup_key in keys):
+        dedup = payload.dedup_key
+        if c.product_id in ids or (dedup and dedup in keys):
             continue
-        if caps.max_per_seller and per_seller[payload.seller] >= caps.max_per_seller:
-            continue
-        if caps.max_per_category and per_category[payload.leaf_category] >= caps.max_per_category:
-            continue
+        if capped:
+            if caps.max_per_seller and per_seller[payload.seller] >= caps.max_per_seller:
+                continue
+            leaf = payload.leaf_category
+            if caps.max_per_category and per_category[leaf] >= caps.max_per_category:
+                continue
+            per_seller[payload.seller] += 1
+            per_category[leaf] += 1
         picked.append(c)
         ids.add(c.product_id)
-        if payload.dedup_key:
-            keys.add(payload.dedup_key)
-        per_seller[payload.seller] += 1
-        per_category[payload.leaf_category] += 1
+        if dedup:
+            keys.add(dedup)
         if len(picked) == limit:
             break
     return picked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from kafka import KafkaProducer
@@ -19,7 +20,32 @@ H_TOPIC = "vitrine.dlq.source.topic"
 H_PARTITION = "vitrine.dlq.source.partition"
 H_OFFSET = "vitrine.dlq.source.offset"
 H_TIMESTAMP = "vitrine.dlq.source.timestamp"
+H_GROUP = "vitrine.dlq.group"  # the consumer group (encoder) that wrote the dead letter
+H_MODEL_VERSION = "vitrine.dlq.model_version"  # the model that encoder serves
 MAX_DETAIL_BYTES = 1_000
+# reasons that depend on the model (another model may encode the event fine); every other reason is
+# the event breaking the contract, the same for every encoder group
+MODEL_REASONS = frozenset({"encode_failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterWriter:
+    """Who writes: every dead letter names its consumer group and model version in its headers.
+
+    `write_invalid=False` (an encoder that is not the live one, e.g. a backfill or the complementary
+    model's encoder): leave the events that break the contract to the live encoder, which reads the
+    same topic, and write only the model's own failures; one bad event then gives one dead letter
+    however many models are encoded (they are still counted in the dead_lettered metric)."""
+
+    group_id: str = ""
+    model_version: str = ""
+    write_invalid: bool = True
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [(H_GROUP, self.group_id.encode()), (H_MODEL_VERSION, self.model_version.encode())]
+
+    def writes(self, reason: str) -> bool:
+        return self.write_invalid or reason in MODEL_REASONS
 
 
 class DeadLetterSink(Protocol):
@@ -35,9 +61,15 @@ class KafkaDeadLetters:
     sink) a batch's dead letters are part of the batch's transaction: they become visible to
     `read_committed` readers with the batch's vectors and offsets, or not at all."""
 
-    def __init__(self, producer: KafkaProducer | TransactionalProducer, topic: str) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer | TransactionalProducer,
+        topic: str,
+        writer: DeadLetterWriter | None = None,
+    ) -> None:
         self._producer = producer
         self.topic = topic
+        self.writer = writer or DeadLetterWriter()
         self._pending: list = []
         if isinstance(producer, TransactionalProducer):
             producer.register(self)
@@ -49,6 +81,15 @@ class KafkaDeadLetters:
         self._pending.clear()  # void: the batch is retried or replayed, and dead-lettered again
 
     def send(self, record: SourceRecord, reason: str, detail: str) -> None:
+        if not self.writer.writes(reason):
+            log.debug(
+                "%s[%d]@%d: %s, left to the live encoder",
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+            )
+            return
         headers = [
             *record.headers,
             (H_REASON, reason.encode()),
@@ -57,6 +98,7 @@ class KafkaDeadLetters:
             (H_PARTITION, str(record.partition).encode()),
             (H_OFFSET, str(record.offset).encode()),
             (H_TIMESTAMP, str(record.timestamp_ms).encode()),
+            *self.writer.headers(),
         ]
         # Original bytes, original key: the record can be fixed and replayed as it was.
         self._pending.append(

@@ -47,6 +47,8 @@ class VectorFeed:
         self.metrics = metrics
         # vectors of another model version would not be comparable with this index: skip them
         self.model_version = model_version
+        # the `model` label of this feed's series (a replica runs one feed per served model)
+        self.model_label = model_version or topic
         self.poll_timeout_ms = poll_timeout_ms
         # an embedded engine has no background optimizer: without this, superseded points pile up
         # and new points are searched by brute force in the appendable segment
@@ -120,13 +122,14 @@ class VectorFeed:
         self._writes_since_optimize += result.written + result.deleted
         if self.caught_up.is_set():  # replaying history says nothing about freshness
             now = datetime.now(UTC)
+            freshness = self.metrics.freshness.labels(self.model_label)
             stale = set(result.stale_ids)
             for r in records:
                 if r.product_id not in stale and r.event_time is not None:
-                    self.metrics.freshness.observe(max(0.0, (now - r.event_time).total_seconds()))
-        self.metrics.applied.labels("upsert").inc(result.written)
-        self.metrics.applied.labels("delete").inc(result.deleted)
-        self.metrics.feed_stale.inc(result.stale)
+                    freshness.observe(max(0.0, (now - r.event_time).total_seconds()))
+        self.metrics.applied.labels(self.model_label, "upsert").inc(result.written)
+        self.metrics.applied.labels(self.model_label, "delete").inc(result.deleted)
+        self.metrics.feed_stale.labels(self.model_label).inc(result.stale)
 
     def _optimize(self) -> None:
         started = time.monotonic()
@@ -140,6 +143,6 @@ class VectorFeed:
         for tp in partitions:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
-                self.metrics.feed_lag.labels(str(tp.partition)).set(
+                self.metrics.feed_lag.labels(self.model_label, str(tp.partition)).set(
                     max(0, highwater - self.consumer.position(tp))
                 )

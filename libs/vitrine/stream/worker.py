@@ -167,10 +167,7 @@ class EncoderWorker:
             log.info("encoder stopped")
 
     def _resume_interrupted_rebalance(self) -> None:
-        """A poll() timeout can leave a rebalance unfinished in kafka-python 3.0.12, and the consumer
-        without partitions (`kafka_compat.resume_interrupted_join`): finish it at the next poll()."""
-        if resume_interrupted_join(self.consumer):
-            log.info("resuming a rebalance that a poll() timeout interrupted")
+        resume_interrupted_rebalance(self.consumer)
 
     def _process_until_done(
         self, batch: list[SourceRecord], fetched_at: float | None = None
@@ -276,48 +273,16 @@ class EncoderWorker:
 
     @staticmethod
     def _first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
-        first: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in first or r.offset < first[tp]:
-                first[tp] = r.offset
-        return first
+        return first_offsets(batch)
 
     @staticmethod
     def _offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset <= r.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        return offsets
+        return batch_offsets(batch)
 
     def _next_batch(self) -> list[SourceRecord]:
-        policy = self.policy
-        batch: list[SourceRecord] = []
-        deadline: float | None = None
-        while len(batch) < policy.max_records and not self.stop_event.is_set():
-            if deadline is None:
-                timeout_ms = policy.poll_timeout_ms
-            else:
-                timeout_ms = int((deadline - time.monotonic()) * 1000)
-                if timeout_ms <= 0:
-                    break
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=policy.max_records - len(batch))
-            for records in polled.values():
-                batch.extend(
-                    SourceRecord(
-                        r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ())
-                    )
-                    for r in records
-                )
-            if batch and deadline is None:
-                deadline = time.monotonic() + policy.max_wait_ms / 1000
-                # the membership these records were fetched under: the batch's transaction commits
-                # its offsets under it, so a rebalance or an eviction since then fences the batch
-                self._batch_group = self.consumer.group_metadata()
-            if not batch:
-                break  # nothing arrived within poll_timeout: give the stop flag a look
+        batch, group = collect_batch(self.consumer, self.policy, self.stop_event)
+        if group is not None:
+            self._batch_group = group
         return batch
 
     def _commit(self, batch: list[SourceRecord]) -> None:
@@ -367,3 +332,67 @@ class EncoderWorker:
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
                 max(0, highwater - self.consumer.position(tp))
             )
+
+
+# -- what every batch-transactional consume loop shares (the encoder's, the feedback service's) --------
+
+
+def collect_batch(
+    consumer: KafkaConsumer,
+    policy: BatchPolicy,
+    stop_event: threading.Event,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> tuple[list[SourceRecord], ConsumerGroupMetadata | None]:
+    """Poll a micro-batch (`policy`: size and wait caps), and the group membership its first records
+    were fetched under: a batch's transaction commits its offsets under it, so a rebalance or an
+    eviction since then fences the batch. `interrupted()` ends the batch early (e.g. a rebalance)."""
+    batch: list[SourceRecord] = []
+    group: ConsumerGroupMetadata | None = None
+    deadline: float | None = None
+    while len(batch) < policy.max_records and not stop_event.is_set():
+        if deadline is None:
+            timeout_ms = policy.poll_timeout_ms
+        else:
+            timeout_ms = int((deadline - time.monotonic()) * 1000)
+            if timeout_ms <= 0:
+                break
+        polled = consumer.poll(timeout_ms=timeout_ms, max_records=policy.max_records - len(batch))
+        for records in polled.values():
+            batch.extend(
+                SourceRecord(
+                    r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ())
+                )
+                for r in records
+            )
+        if batch and deadline is None:
+            deadline = time.monotonic() + policy.max_wait_ms / 1000
+            group = consumer.group_metadata()
+        if not batch or interrupted():
+            break  # nothing arrived within poll_timeout: give the stop flag a look
+    return batch, group
+
+
+def first_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, int]:
+    first: dict[TopicPartition, int] = {}
+    for r in batch:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in first or r.offset < first[tp]:
+            first[tp] = r.offset
+    return first
+
+
+def batch_offsets(batch: list[SourceRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit after a batch: one past its last record, per partition."""
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for r in batch:
+        tp = TopicPartition(r.topic, r.partition)
+        if tp not in offsets or offsets[tp].offset <= r.offset:
+            offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+    return offsets
+
+
+def resume_interrupted_rebalance(consumer: KafkaConsumer) -> None:
+    """A poll() timeout can leave a rebalance unfinished in kafka-python 3.0.12, and the consumer
+    without partitions (`kafka_compat.resume_interrupted_join`): finish it at the next poll()."""
+    if resume_interrupted_join(consumer):
+        log.info("resuming a rebalance that a poll() timeout interrupted")

@@ -93,3 +93,39 @@ def test_raw_proto_without_event_time_still_decodes() -> None:
     pb = catalog_pb2.ProductEvent(schema_version=1, product_id="a", version=1)
     pb.delete.SetInParent()
     assert decode_event(pb.SerializeToString()).product_id == "a"
+
+
+def test_an_empty_value_is_empty_not_an_unknown_schema_version() -> None:
+    # issue 17: zero bytes parse as an all-default event and were reported as unknown_schema_version
+    assert _reason(b"", b"sku-1") == "empty_value"
+
+
+def _field(number: int, wire_type: int, payload: bytes) -> bytes:
+    return bytes([(number << 3) | wire_type]) + payload
+
+
+def test_a_known_field_with_the_wrong_wire_type_is_rejected_naming_the_field() -> None:
+    # issue 17: product_id sent as a varint was kept as an unknown field and silently ignored
+    good = _event().to_bytes()
+    with pytest.raises(InvalidEventError) as err:
+        decode_event(good + _field(3, 2, b"\x01x"), b"sku-1")  # version (uint64) as a string
+    assert err.value.reason == "bad_field_type"
+    assert "version (field 3) as length-delimited" in err.value.detail
+
+
+def test_a_wrong_wire_type_inside_the_product_is_found_too() -> None:
+    event = _event()
+    proto = event.to_proto()
+    upsert = proto.upsert.SerializeToString() + _field(2, 0, b"\x07")  # description as a varint
+    proto.ClearField("upsert")
+    value = proto.SerializeToString() + _field(5, 2, bytes([len(upsert)]) + upsert)
+    with pytest.raises(InvalidEventError) as err:
+        decode_event(value, b"sku-1")
+    assert err.value.reason == "bad_field_type"
+    assert "upsert.description (field 2) as varint" in err.value.detail
+
+
+def test_fields_this_consumer_does_not_know_are_accepted() -> None:
+    # forward compatibility: a newer producer's added field (an unknown number) is not an error
+    event = _event()
+    assert decode_event(event.to_bytes() + _field(15, 0, b"\x01"), b"sku-1") == event

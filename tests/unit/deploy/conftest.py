@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from vitrine.obs.metrics import EncoderMetrics, RecommenderMetrics
+from vitrine.obs.metrics import EncoderMetrics, FeedbackMetrics, ImpressionMetrics, RecommenderMetrics
 
 REPO = Path(__file__).resolve().parents[3]
 # Labels Prometheus adds to every scraped series, and the ones the k8s scrape config adds.
@@ -64,7 +64,7 @@ def _series(metric: MetricWrapperBase) -> dict[str, frozenset[str]]:
 @pytest.fixture(scope="session")
 def metric_catalog() -> MetricCatalog:
     series: dict[str, frozenset[str]] = {}
-    for metrics in (EncoderMetrics(), RecommenderMetrics()):
+    for metrics in (EncoderMetrics(), RecommenderMetrics(), FeedbackMetrics(), ImpressionMetrics()):
         for value in vars(metrics).values():
             if isinstance(value, MetricWrapperBase):
                 series.update(_series(value))

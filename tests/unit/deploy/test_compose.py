@@ -18,6 +18,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from vitrine.feedback.pipeline import FeedbackTopics
+from vitrine.feedback.topics import interaction_topics
 from vitrine.stream.kafka import TopicNames
 from vitrine.stream.topics import catalog_topics
 from vitrine_services.encoder.settings import EncoderSettings
@@ -94,10 +96,30 @@ def test_the_stack_has_every_part_the_issue_asks_for(services: dict[str, Any]) -
         "kafka-init",
         "qdrant",
         "encoder",
+        "encoder-complementary",
         "recommender",
+        "feedback",
         "prometheus",
         "grafana",
     }
+
+
+def test_every_placement_is_served_complementary_by_its_own_model_and_encoder(
+    services: dict[str, Any],
+) -> None:
+    # issue 17: compose served no complementary model, so Complementary answered FAILED_PRECONDITION
+    enc, rec = _env(services["encoder-complementary"]), _env(services["recommender"])
+    model_dir = rec["VITRINE_RECOMMENDER_COMPLEMENTARY_MODEL_DIR"]
+    assert enc["VITRINE_ENCODER_MODEL_DIR"] == model_dir
+    # the same host directory behind the path in both containers
+    assert (
+        _mounts(services["encoder-complementary"])[model_dir] == _mounts(services["recommender"])[model_dir]
+    )
+    # a backfill writes vitrine-<model version>, which the complementary model is read from; it must
+    # not move the similar model's alias
+    assert enc["VITRINE_ENCODER_BACKFILL"] == "true"
+    assert "VITRINE_ENCODER_QDRANT_ALIAS" not in enc and "VITRINE_ENCODER_QDRANT_COLLECTION" not in enc
+    assert services["recommender"]["depends_on"]["encoder-complementary"]["condition"] == "service_healthy"
 
 
 def test_images_are_pinned_and_match_the_versions_the_code_uses(services: dict[str, Any]) -> None:
@@ -117,19 +139,19 @@ def test_images_are_pinned_and_match_the_versions_the_code_uses(services: dict[s
 
 
 def test_vitrine_services_run_the_one_image_with_commands_the_cli_accepts(services: dict[str, Any]) -> None:
-    for name in ("encoder", "recommender"):
+    for name in ("encoder", "encoder-complementary", "recommender"):
         service = services[name]
         assert service["image"] == "vitrine:latest"
         args = _cli(name).parse_args(service["command"])
-        assert args.command == name
+        assert args.command == name.split("-")[0]
 
 
-@pytest.mark.parametrize("name", ["encoder", "recommender"])
+@pytest.mark.parametrize("name", ["encoder", "encoder-complementary", "recommender"])
 def test_every_vitrine_variable_is_a_settings_field_with_a_valid_value(
     services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = _env(services[name])
-    cls, prefix = SETTINGS[name], PREFIX[name]
+    cls, prefix = SETTINGS[name.split("-")[0]], PREFIX[name.split("-")[0]]
     vitrine_vars = {k: v for k, v in env.items() if k.startswith("VITRINE_")}
     assert vitrine_vars, f"{name} has no configuration"
     unknown = [
@@ -183,12 +205,12 @@ def test_kafka_init_creates_the_topics_the_services_use_with_the_code_s_configur
         partitions = int(words[words.index("--partitions") + 1])
         configs = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--config")
         created[topic] = (partitions, configs)
-    specs = {s.name: s for s in catalog_topics(TopicNames())}
+    specs = {s.name: s for s in (*catalog_topics(TopicNames()), *interaction_topics(FeedbackTopics()))}
     assert set(created) == set(specs)
     for name, spec in specs.items():
         partitions, configs = created[name]
         assert configs == dict(spec.config), f"{name}: configuration differs from vitrine.stream.topics"
-        if name == TopicNames().dead_letters:
+        if name in (TopicNames().dead_letters, FeedbackTopics().dead_letters):
             assert partitions == spec.partitions
     assert created[TopicNames().products][0] == created[TopicNames().vectors][0]
     enc = _env(services["encoder"])
@@ -217,7 +239,15 @@ def test_health_checks_exist_where_dependants_wait_for_them(services: dict[str, 
             assert dependency in services, f"{name} depends on unknown {dependency}"
             if rule["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{dependency} has no health check"
-    for name in ("kafka", "qdrant", "encoder", "recommender", "prometheus", "grafana"):
+    for name in (
+        "kafka",
+        "qdrant",
+        "encoder",
+        "encoder-complementary",
+        "recommender",
+        "prometheus",
+        "grafana",
+    ):
         assert "healthcheck" in services[name], name
 
 

@@ -14,11 +14,16 @@ from vitrine.cli.main import build_parser
 from vitrine.config import load_settings
 from vitrine.errors import ConfigError
 from vitrine_services.encoder.settings import EncoderSettings
+from vitrine_services.feedback.settings import FeedbackSettings
 from vitrine_services.recommender.settings import RecommenderSettings
 
 K8S = Path(__file__).resolve().parents[3] / "deploy" / "k8s"
-SETTINGS = {"encoder": EncoderSettings, "recommender": RecommenderSettings}
-PREFIX = {"encoder": "VITRINE_ENCODER_", "recommender": "VITRINE_RECOMMENDER_"}
+SETTINGS = {"encoder": EncoderSettings, "recommender": RecommenderSettings, "feedback": FeedbackSettings}
+PREFIX = {
+    "encoder": "VITRINE_ENCODER_",
+    "recommender": "VITRINE_RECOMMENDER_",
+    "feedback": "VITRINE_FEEDBACK_",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,7 @@ def test_every_manifest_parses_and_is_named_once(
 
 def test_deployments_select_their_own_pods_and_run_the_cli(docs: list[dict[str, Any]], kustomization) -> None:
     deployments = _of(docs, "Deployment")
-    assert {_service_of(d) for d in deployments.values()} == {"encoder", "recommender"}
+    assert {_service_of(d) for d in deployments.values()} == {"encoder", "recommender", "feedback"}
     image_names = {i["name"] for i in kustomization["images"]}
     for name, deployment in deployments.items():
         spec = deployment["spec"]
@@ -94,20 +99,27 @@ def test_deployments_select_their_own_pods_and_run_the_cli(docs: list[dict[str, 
 
 
 def test_config_sections_are_valid_settings(config: dict[str, Any]) -> None:
-    assert set(config) == {"encoder", "recommender"}
+    assert set(config) == {"encoder", "recommender", "feedback"}
     path = K8S / "config.yaml"
     # the secrets the Deployments inject as environment variables, here as placeholders
     encoder = load_settings(EncoderSettings, path, "encoder", kafka_sasl_password="placeholder")
     assert encoder.index_mode == "server" and encoder.create_topics is False
-    recommender = load_settings(RecommenderSettings, path, "recommender")
+    recommender = load_settings(RecommenderSettings, path, "recommender", kafka_sasl_password="placeholder")
     assert recommender.index_mode == "server"
     assert recommender.qdrant_collection == encoder.qdrant_alias, "readers use the alias writers move"
     assert recommender.grpc_host == "0.0.0.0"
+    feedback = load_settings(FeedbackSettings, path, "feedback", kafka_sasl_password="placeholder")
+    assert feedback.create_topics is False
+    # the recommenders record impressions where the feedback service reads them, on the same brokers
+    assert recommender.record_impressions and recommender.interactions_topic == feedback.interactions_topic
+    assert recommender.kafka_bootstrap_servers == feedback.kafka_bootstrap_servers
+    assert encoder.kafka_bootstrap_servers == feedback.kafka_bootstrap_servers
 
 
-def test_sasl_without_its_secret_fails_at_start(config: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="VITRINE_ENCODER_KAFKA_SASL_PASSWORD"):
-        load_settings(EncoderSettings, K8S / "config.yaml", "encoder")
+@pytest.mark.parametrize("service", ["encoder", "recommender", "feedback"])
+def test_sasl_without_its_secret_fails_at_start(config: dict[str, Any], service: str) -> None:
+    with pytest.raises(ConfigError, match=f"{PREFIX[service]}KAFKA_SASL_PASSWORD"):
+        load_settings(SETTINGS[service], K8S / "config.yaml", service)
 
 
 def test_environment_variables_are_settings_fields_and_references_resolve(
@@ -160,7 +172,8 @@ def test_volumes_mounts_and_config_paths_line_up(
         )
         assert config_path.endswith("/config.yaml")
         section = config[_service_of(deployment)]
-        assert volumes[_mount_of(mounts, section["model_dir"])["name"]].get("persistentVolumeClaim")
+        if "model_dir" in SETTINGS[_service_of(deployment)].model_fields:  # the feedback service has none
+            assert volumes[_mount_of(mounts, section["model_dir"])["name"]].get("persistentVolumeClaim")
         if "kafka_ssl_cafile" in section:
             mount = _mount_of(mounts, section["kafka_ssl_cafile"])
             secret = volumes[mount["name"]]["secret"]["secretName"]

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from vitrine_services.encoder.settings import EncoderSettings
+from vitrine_services.feedback.settings import FeedbackSettings
 from vitrine_services.recommender.settings import RecommenderSettings
 
 PROM = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 GRAFANA = PROM.parent / "grafana"
-JOBS = {"vitrine-encoder", "vitrine-recommender"}
+JOBS = {"vitrine-encoder", "vitrine-recommender", "vitrine-feedback"}
 
 
 def _rules(repo: Path) -> list[dict[str, Any]]:
@@ -50,19 +51,29 @@ def test_compose_scrape_config_targets_the_services_on_their_metrics_ports(repo:
     compose = yaml.safe_load((repo / "docker-compose.yml").read_text())["services"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) >= JOBS
+    # every encoder (the live one and one per further model, e.g. encoder-complementary) is scraped
+    encoders = [name for name, s in compose.items() if s.get("command") == ["encoder"]]
+    assert "encoder-complementary" in encoders, "compose serves the complementary model too"
     expected = {
-        "vitrine-encoder": ("encoder", compose["encoder"]["environment"]["VITRINE_ENCODER_METRICS_PORT"]),
-        "vitrine-recommender": (
-            "recommender",
-            compose["recommender"]["environment"]["VITRINE_RECOMMENDER_METRICS_PORT"],
+        "vitrine-encoder": (
+            encoders,
+            {compose[e]["environment"]["VITRINE_ENCODER_METRICS_PORT"] for e in encoders},
         ),
+        "vitrine-recommender": (
+            ["recommender"],
+            {compose["recommender"]["environment"]["VITRINE_RECOMMENDER_METRICS_PORT"]},
+        ),
+        "vitrine-feedback": ("feedback", compose["feedback"]["environment"]["VITRINE_FEEDBACK_METRICS_PORT"]),
     }
-    for job, (service, port) in expected.items():
+    for job, (names, ports) in expected.items():
         (sd,) = jobs[job]["dns_sd_configs"]
-        assert sd["names"] == [service] and sd["type"] == "A"
-        assert str(sd["port"]) == str(port), f"{job} scrapes {sd['port']}, the service listens on {port}"
+        assert sd["names"] == names and sd["type"] == "A"
+        assert {str(sd["port"])} == {str(p) for p in ports}, (
+            f"{job} scrapes {sd['port']}, services on {ports}"
+        )
     assert EncoderSettings.model_fields["metrics_port"].default == 9101
     assert RecommenderSettings.model_fields["metrics_port"].default == 9102
+    assert FeedbackSettings.model_fields["metrics_port"].default == 9103
 
 
 def test_kubernetes_scrape_config_keeps_the_job_names_and_selects_the_manifests_pods(repo: Path) -> None:
@@ -73,7 +84,7 @@ def test_kubernetes_scrape_config_keeps_the_job_names_and_selects_the_manifests_
     assert set(jobs) == JOBS
     manifests = [
         d
-        for f in ("encoder.yaml", "recommender.yaml")
+        for f in ("encoder.yaml", "recommender.yaml", "feedback.yaml")
         for d in yaml.safe_load_all((repo / "deploy/k8s" / f).read_text())
     ]
     pod_labels = {
@@ -207,6 +218,10 @@ def test_dashboard_covers_throughput_lag_freshness_latency_and_errors() -> None:
         assert has(f"histogram_quantile({quantile}, sum by (le, method, variant)", "request_seconds_bucket")
     assert has('code=~"INTERNAL', "sum by (method, variant)"), "server error ratio per method and variant"
     assert has("vitrine_encoder_dead_lettered_total"), "dead letters"
+    assert has("vitrine_feedback_lift", 'bound="lower"'), "experiment lift with its interval"
+    assert has("vitrine_feedback_arm_rate", 'metric="ctr"'), "CTR per variant"
+    assert has("vitrine_feedback_consumer_lag"), "feedback lag"
+    assert has("vitrine_recommender_impressions_dropped_total"), "impressions dropped"
 
 
 def test_grafana_provisioning_matches_the_compose_mounts(repo: Path) -> None:

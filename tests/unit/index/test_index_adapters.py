@@ -6,6 +6,7 @@ exceptions, the way qdrant-client's own congruence tests compare its local and r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -468,3 +469,42 @@ def test_superseded_versions_do_not_accumulate_when_the_index_is_optimized_perio
         assert sizes[60] <= 1.5 * sizes[10], sizes
     finally:
         ix.close()
+
+
+def _edge_search_cpu_s() -> float:
+    """CPU seconds of this process's Qdrant Edge search-pool threads (named edge-search-N)."""
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if name.startswith("edge-search"):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread CPU from /proc (Linux)")
+def test_an_embedded_shard_searches_in_the_calling_thread_unless_given_a_pool(
+    tmp_path: Path, items: list[IndexedItem]
+) -> None:
+    # issue 19: a pool per shard handed every query to its own threads, which cost the serving path
+    # more CPU than the search; the default now searches in the caller (the gRPC handler thread).
+    # Control: index_search_threads=0 (Qdrant Edge's pool) does the same searches on edge-search threads.
+    spent = {}
+    for threads in (1, 0):
+        settings = IndexSettings(
+            index_mode="embedded", index_path=tmp_path / str(threads), index_search_threads=threads
+        )
+        ix = open_configured(settings, dim=DIM, name="items")
+        try:
+            ix.apply(items)
+            before = _edge_search_cpu_s()
+            for k in range(3000):
+                assert len(ix.search(items[k % len(items)].vector, 5)) == 5
+            spent[threads] = _edge_search_cpu_s() - before
+        finally:
+            ix.close()
+    assert spent[1] <= 0.02, f"searches ran on the pool: {spent}"
+    assert spent[0] > 0.02, f"control: Qdrant Edge's own pool did no work: {spent}"

@@ -120,6 +120,29 @@ def test_serving_module_never_imports_torch(similar_dir: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_export_prints_its_record_and_no_exporter_noise(similar_dir: Path) -> None:
+    # issue 17: `vitrine export` printed ~20 onnxscript INFO lines per tower and torchvision warnings
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitrine.cli.main",
+            "export",
+            "--model",
+            str(similar_dir),
+            "--dataset",
+            DATASET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    noise = [line for line in result.stderr.splitlines() if "onnxscript" in line or "torchvision" in line]
+    assert noise == [], "\n".join(noise[:5])
+    assert '"parity"' in result.stdout
+
+
 def test_hashed_plus_sentence_towers_export_with_parity(tmp_path: Path) -> None:
     """The concatenated text branch (hashed bag ++ sentence adapter): both inputs reach the ONNX
     graphs and onnxruntime matches torch. Sentence vectors are random here: the text encoder's own

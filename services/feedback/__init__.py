@@ -1,0 +1,1 @@
+"""The feedback service: attributes outcomes to impressions and keeps the experiments' results."""
