@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 # Modules under vitrine.cli whose `register(subparsers)` adds a `vitrine eval <kind>` command.
-EVAL_MODULES: tuple[str, ...] = ("eval_recommend", "eval_retrieval")
+EVAL_MODULES: tuple[str, ...] = ("eval_recommend", "eval_retrieval", "eval_intent", "eval_inspire")
 
 
 def register(subparsers: Any) -> None:

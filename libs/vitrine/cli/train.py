@@ -1,4 +1,5 @@
-"""`vitrine train`: train a similar or complementary two-tower model into a model directory."""
+"""`vitrine train`: train a similar or complementary two-tower model into a model directory, or add an
+intent tower to one (`--task intent --model DIR`, see `vitrine.cli.train_intent`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
 from vitrine.model.lexical import LEXICAL_TEXTS  # plain Python: no torch
 
-TASKS = ("similar", "complementary")
+TASKS = ("similar", "complementary", "intent")
 TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
 DEFAULTS = TrainConfig()
 
@@ -18,10 +19,11 @@ DEFAULTS = TrainConfig()
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train",
-        help="train a two-tower model (similar | complementary)",
+        help="train a two-tower model (similar | complementary) or add an intent tower (intent)",
         description="Train the Product Encoder on behaviour pairs and write DIR/model.json + weights. "
         "A catalogue without co-view / co-purchase data gets a zero-data model built from its titles "
-        "and category tree (complementary: and category rules); see docs/CATALOGUE.md.",
+        "and category tree (complementary: and category rules); see docs/CATALOGUE.md. "
+        "--task intent --model DIR adds an intent tower to the model in DIR.",
     )
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument(
@@ -31,7 +33,9 @@ def register(subparsers: Any) -> None:
         help="bundlerec:DIR, amazon:FILE.json.gz, jsonl:FILE, synthetic:N, "
         "interactions:kafka://HOST:PORT[?days=N] (the interaction log; comma-separated to combine)",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="model directory to write")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="model directory to write (similar, complementary)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=DEFAULTS.epochs, help="maximum epochs (default: %(default)s)"
     )
@@ -115,8 +119,11 @@ def register(subparsers: Any) -> None:
         "--cache-dir",
         type=Path,
         default=None,
-        help="sentence text branches: cache of the catalogue's sentence vectors (default: the eval cache)",
+        help="sentence text branches and intent towers: cache of sentence vectors (default: the eval cache)",
     )
+    from vitrine.cli.train_intent import add_intent_arguments
+
+    add_intent_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -127,6 +134,10 @@ def _default_cache() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "intent":
+        from vitrine.cli.train_intent import run_intent
+
+        return run_intent(args)
     from vitrine.catalog.features import FeatureConfig
     from vitrine.data.datasets import parse_specs
     from vitrine.data.pairs import PairConfig, SplitConfig
@@ -134,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.model.category_map import CategoryMapConfig
     from vitrine.model.pipeline import TrainingSetup, run_training
 
+    if args.out is None:
+        raise ConfigError(f"--task {args.task} needs --out DIR (the model directory to write)")
     try:
         features = FeatureConfig(text_branch=args.text_branch)
         if args.text_branch != "hashed":

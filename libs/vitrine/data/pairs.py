@@ -136,18 +136,19 @@ def split_group(product: Product) -> str:
     return f"{normalise_text(product.title)}|{normalise_text(product.brand)}"
 
 
+def hashed_split(key: str, config: SplitConfig) -> str:
+    """ "train" | "val" | "test" for `key` (already seeded by the caller), by its hash in [0, 1)."""
+    u = _unit_hash(key)
+    if u < config.test_fraction:
+        return "test"
+    if u < config.test_fraction + config.val_fraction:
+        return "val"
+    return "train"
+
+
 def product_splits(products: Sequence[Product], config: SplitConfig) -> dict[str, str]:
     """product id → "train" | "val" | "test", by a seeded hash of its group (`split_group`)."""
-    out: dict[str, str] = {}
-    for product in products:
-        u = _unit_hash(f"{config.seed}:{split_group(product)}")
-        if u < config.test_fraction:
-            out[product.product_id] = "test"
-        elif u < config.test_fraction + config.val_fraction:
-            out[product.product_id] = "val"
-        else:
-            out[product.product_id] = "train"
-    return out
+    return {p.product_id: hashed_split(f"{config.seed}:{split_group(p)}", config) for p in products}
 
 
 def split_pairs(pairs: Iterable[Pair], splits: Mapping[str, str]) -> dict[str, list[Pair]]:

@@ -48,3 +48,50 @@ def plot_recall_curves(
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def plot_tradeoff(points: Mapping[str, Mapping[str, float]], x: str, y: str, title: str, out: Path) -> Path:
+    """One labelled point per ranker: metric `x` (e.g. categories@10) against metric `y` (recall@50)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, values in points.items():
+        ax.scatter([values[x]], [values[y]], s=40)
+        ax.annotate(name, (values[x], values[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_metric_bars(
+    rows: Mapping[str, Mapping[str, float]], metrics: tuple[str, ...], title: str, out: Path
+) -> Path:
+    """Grouped bars: one group per metric, one bar per ranker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    width = 0.8 / max(1, len(rows))
+    for i, (name, values) in enumerate(rows.items()):
+        ax.bar(np.arange(len(metrics)) + i * width, [values[m] for m in metrics], width, label=name)
+    ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2)
+    ax.set_xticklabels(list(metrics))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

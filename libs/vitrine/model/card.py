@@ -8,6 +8,9 @@ No torch here: serving reads the card. Files in a model directory:
     item_tower.onnx                   written by `vitrine export`
     query_tower_complementary.onnx    written by `vitrine export` (complementary models)
     lexical.json                      idf table (retrieval.lexical_text) for hybrid complementary scoring
+    intent_tower.pt                   intent tower weights (`vitrine train --task intent --model DIR`)
+    intent_tower.onnx                 written by `vitrine export` when the model has an intent tower
+    intent_text_encoder/              its sentence encoder, exported for onnxruntime (`vitrine.text`)
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ WEIGHTS_FILE = "weights.pt"
 CENTROIDS_FILE = "centroids.npy"
 ITEM_TOWER_FILE = "item_tower.onnx"
 COMPLEMENTARY_QUERY_FILE = "query_tower_complementary.onnx"
+INTENT_WEIGHTS_FILE = "intent_tower.pt"
+INTENT_TOWER_FILE = "intent_tower.onnx"
+INTENT_TEXT_ENCODER_DIR = "intent_text_encoder"
 FORMAT_VERSION = 1
 
 
@@ -49,6 +55,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    # the intent tower added to this model's item space (vitrine.model.intent_pipeline); {} = none
+    intent: dict[str, Any] = field(default_factory=dict)
     # how the weights came about: "trained" (on behaviour pairs), "zero_data" (built without pairs:
     # vitrine.model.zero_data), "untrained" (random, smoke tests); "" in cards written before the field
     kind: str = ""

@@ -1,7 +1,8 @@
 """ONNX export of the towers (only the towers: no loss, no training buffers) and the parity check.
 
 The item tower takes the `Features` arrays (the names are the ONNX input names) and returns
-L2-normalised vectors; the complementary query tower takes the same plus `target_category_id`.
+L2-normalised vectors; the complementary query tower takes the same plus `target_category_id`; a
+model with an intent tower also gets it exported (`vitrine.model.intent_export`).
 Batch size and text length are dynamic.
 """
 
@@ -370,6 +371,12 @@ def export_model(
         parity.append(
             _export_text_encoder(features, sample, model_dir / TEXT_ENCODER_DIR, inputs["text_vec"])
         )
+    if card.intent:
+        from vitrine.model.intent_export import export_intent_tower
+
+        intent_files, intent_parity = export_intent_tower(card, model_dir, [p.title for p in sample])
+        files.update(intent_files)
+        parity.extend(intent_parity)
     for result in parity:
         log.info("parity %s: max abs diff %.2e on %d rows", result.tower, result.max_abs_diff, result.rows)
     return {

@@ -4,6 +4,7 @@
     vectors = model.encode_items(products)          # float32 [n, dim], L2-normalised
     clusters = model.assign_clusters(vectors)       # int32 [n], -1 without centroids
     queries = model.encode_complementary_queries(products, ["Laptop Bags", ...])  # complementary only
+    intents = model.encode_intents(["gift for a runner"])  # models with an intent tower (model.intent)
 
 Only numpy, onnxruntime and the torch-free feature code are imported here: the encoder and the
 recommender services load this module.
@@ -30,6 +31,7 @@ from vitrine.model.card import (
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
 from vitrine.model.config import RetrievalConfig
+from vitrine.model.intent_serving import IntentEncoder, has_intent_export
 from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf
 from vitrine.model.prior import read_prior
 
@@ -52,7 +54,14 @@ def _session(path: Path, threads: int) -> Any:
 class InferenceModel:
     """One model version's towers, ready to encode products and complementary queries."""
 
-    def __init__(self, model_dir: Path, card: ModelCard, threads: int = 0, text_encoder: Any = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        card: ModelCard,
+        threads: int = 0,
+        text_encoder: Any = None,
+        intent_tower: bool = True,
+    ) -> None:
         self.model_dir = model_dir
         self.card = card
         self.model_version: str = card.model_version
@@ -88,6 +97,12 @@ class InferenceModel:
         centroids_path = model_dir / card.files.get("centroids", CENTROIDS_FILE)
         self.centroids: np.ndarray | None = (
             np.load(centroids_path).astype(np.float32) if centroids_path.is_file() else None
+        )
+        # free text → item space; None when the model has none (or intent_tower=False)
+        self.intent: IntentEncoder | None = (
+            IntentEncoder(model_dir, card, threads)
+            if intent_tower and has_intent_export(model_dir, card)
+            else None
         )
         self._text_encoder = text_encoder
         if self.features.uses_sentence and self._text_encoder is None:
@@ -164,6 +179,12 @@ class InferenceModel:
         feeds[TARGET_INPUT] = self.extractor.target_category_ids(target_categories)
         return np.asarray(self._query.run([OUTPUT_NAME], feeds)[0], dtype=np.float32)
 
+    def encode_intents(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 [n, dim] item-space vectors of free-text intents, from the intent tower."""
+        if self.intent is None:
+            raise ValueError(f"model {self.model_version} has no intent tower (vitrine train --task intent)")
+        return self.intent.encode(list(texts))
+
 
 def _load_text_embedder(path: Path, threads: int) -> Any:
     """The onnxruntime sentence encoder (`vitrine.text.TextEmbedder`) exported into the model directory."""
@@ -174,7 +195,10 @@ def _load_text_embedder(path: Path, threads: int) -> Any:
     return TextEmbedder(path, role="query", threads=threads or None)
 
 
-def load_inference_model(model_dir: str | Path, threads: int = 0) -> InferenceModel:
-    """Load `DIR/model.json` and the ONNX towers written by `vitrine export`."""
+def load_inference_model(
+    model_dir: str | Path, threads: int = 0, intent_tower: bool = True
+) -> InferenceModel:
+    """Load `DIR/model.json` and the ONNX towers written by `vitrine export` (`intent_tower=False`
+    leaves an exported intent tower out)."""
     path = Path(model_dir)
-    return InferenceModel(path, read_card(path), threads=threads)
+    return InferenceModel(path, read_card(path), threads=threads, intent_tower=intent_tower)

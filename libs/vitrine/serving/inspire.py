@@ -2,7 +2,9 @@
 
 Anchors: for a history, the most recent viewed item of each leaf category (most recent category
 first, up to `max_anchors`); for an intent, the intent itself, embedded into the item space by the
-item tower reading it as a product title (a sentence-encoder text branch embeds it with that encoder).
+model's intent tower (a sentence encoder + a projection trained on (intent → product) pairs,
+`vitrine train --task intent`). A model without one falls back to its item tower reading the intent
+as if it were a product title (docs/API.md: a far weaker reading, kept so such models still answer).
 
 Clustered strategy (DESIGN.md): items carry the k-means cluster of the item space they fall in
 (assigned by the encoder from the model's centroids). Per anchor, the `nearest_clusters` clusters
@@ -22,6 +24,7 @@ import numpy as np
 from vitrine.catalog.schema import Product
 from vitrine.errors import NotFoundError
 from vitrine.index.port import Mmr, ScoredItem, SearchFilter, SearchRequest
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.anchors import require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
@@ -116,11 +119,19 @@ def _plan(served: ServedModel, query: InspireQuery, anchors: list[_Anchor]) -> l
     ]
 
 
+def intent_vector(model: InferenceModel, intent: str) -> np.ndarray:
+    """The intent's anchor in the item space: the intent tower's, else the item tower's reading of the
+    intent as a product title (the fallback for models without an intent tower)."""
+    if model.intent is not None:
+        return model.encode_intents([intent])[0]
+    return model.encode_items([Product(product_id="", title=intent)])[0]
+
+
 def _anchors(served: ServedModel, query: InspireQuery) -> tuple[list[_Anchor], SearchFilter]:
     base = query.filters.index
     if query.intent:
         model = require_model(served.model, served.name, "a free-text intent")
-        vector = model.encode_items([Product(product_id="", title=query.intent)])[0]
+        vector = intent_vector(model, query.intent)
         short = query.intent if len(query.intent) <= 40 else query.intent[:39] + "…"
         return [_Anchor("", vector, f"for {short!r}")], base
     found = served.index.get(list(query.history))
