@@ -121,15 +121,30 @@ class ProductEvent:
 
 _SPACES = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w\s]")
+# ASCII bytes as normalise_text leaves them: punctuation, symbols and whitespace become a space (the
+# table is derived from the two patterns above, so the fast path cannot drift from them)
+_ASCII_FOLD = bytes(
+    0x20 if _NON_WORD.fullmatch(chr(c)) or _SPACES.fullmatch(chr(c)) else c for c in range(128)
+) + bytes(range(128, 256))
 
 
 def normalise_text(text: str) -> str:
     """Case-fold, strip accents and punctuation, collapse spaces: the form used to compare titles."""
+    if text.isascii():  # most catalogue text: one table lookup per byte gives the same result
+        return b" ".join(text.encode().lower().translate(_ASCII_FOLD).split()).decode()
     folded = text.casefold()
-    if not folded.isascii():  # most catalogue text is ASCII: skip the per-character pass then
+    if not folded.isascii():
         decomposed = unicodedata.normalize("NFKD", folded)
         folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _SPACES.sub(" ", _NON_WORD.sub(" ", folded)).strip()
+
+
+def normalised_words(text: str) -> list[bytes]:
+    """The words of `normalise_text(text)`, UTF-8 encoded (what feature extraction hashes)."""
+    if text.isascii():
+        return text.encode().lower().translate(_ASCII_FOLD).split()
+    # normalise_text leaves single spaces between words, so splitting its bytes on spaces is exact
+    return normalise_text(text).encode().split()
 
 
 def dedup_key(product: Product) -> str:
