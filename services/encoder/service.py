@@ -50,7 +50,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     kafka = KafkaSettings(
         settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
     )
-    model = load_inference_model(settings.model_dir)
+    model = load_inference_model(settings.model_dir, threads=settings.model_threads)
     version = model.model_version
     log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
     topics = TopicNames(

@@ -84,6 +84,15 @@ class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     max_wait_ms: int = Field(
         50, ge=0, le=60_000, description="micro-batch wait cap (VITRINE_ENCODER_MAX_WAIT_MS)"
     )
+    model_threads: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="threads of the item tower's onnxruntime session and of numpy's BLAS; the encoder "
+        "runs one batch at a time on one worker thread and scales by processes (one per partition or "
+        "more), so 1 keeps idle pools from spinning on its cores; 0 = the libraries' defaults, one "
+        "per core (VITRINE_ENCODER_MODEL_THREADS)",
+    )
     metrics_port: int = Field(
         9101, ge=0, le=65535, description="/metrics port, 0 = any (VITRINE_ENCODER_METRICS_PORT)"
     )

@@ -23,6 +23,7 @@ request (docs/API.md, "Models, variants and hot reload").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,8 +37,10 @@ from vitrine.index.settings import (
     versioned_collection,
     versioned_topic,
 )
-from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
 from vitrine.stream.kafka_security import KafkaSecuritySettings
+
+if TYPE_CHECKING:  # the serving package imports numpy: reading settings must not (vitrine.threads)
+    from vitrine.serving.experiments import Variant
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_MODEL = "default"  # the name `model_dir` is served under
@@ -245,6 +248,8 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
 
     def resolved_variants(self, tasks: dict[str, str]) -> list[Variant]:
         """The experiment's variants, given each model's task (read from its model card)."""
+        from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
+
         if not self.variants:
             first = {
                 t: next((n for n, task in tasks.items() if task == t), None)
