@@ -31,6 +31,7 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartiti
 
 from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
+from vitrine.stream.batch_policy import BatchPolicy
 from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
 from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
@@ -38,23 +39,10 @@ from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 
 log = logging.getLogger(__name__)
 
+__all__ = ["TRANSIENT", "BatchPolicy", "CatchUp", "EncoderWorker"]
+
 # Failures of the infrastructure, worth waiting out; anything else is a bug and stops the worker.
 TRANSIENT: tuple[type[BaseException], ...] = (KafkaError, IndexBackendError, TimeoutError, ConnectionError)
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    """Flush a micro-batch when it has `max_records` or its first record waited `max_wait_ms`."""
-
-    max_records: int = 256
-    max_wait_ms: int = 50
-    poll_timeout_ms: int = 200
-    retry_backoff_ms: int = 200
-    max_retry_backoff_ms: int = 10_000
-
-    def __post_init__(self) -> None:
-        if self.max_records < 1 or self.max_wait_ms < 0 or self.poll_timeout_ms < 1:
-            raise ValueError("max_records >= 1, max_wait_ms >= 0 and poll_timeout_ms >= 1 are required")
 
 
 class _Rebalance(ConsumerRebalanceListener):
