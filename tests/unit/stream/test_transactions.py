@@ -71,6 +71,9 @@ class FakeProducer:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
     def close(self, timeout: float | None = None) -> None:
         self.calls.append("close")
 
