@@ -11,8 +11,10 @@ UV_VERSION := 0.13.8
 VITRINE_CACHE ?= $(HOME)/.cache/vitrine
 KAFKA_LIB := $(VITRINE_CACHE)/kafka/lib
 KAFKA_POM := deploy/kafka/pom.xml
+KAFKA_TOOLS := $(VITRINE_CACHE)/kafka/tools
+KAFKA_TOOLS_POM := deploy/kafka/tools/pom.xml
 
-.PHONY: setup venv proto kafka-jars prometheus demo test test-fast lint format reliability bench clean
+.PHONY: setup venv proto kafka-jars kafka-tools prometheus demo test test-fast lint format reliability bench clean
 
 ## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
 setup: venv proto kafka-jars
@@ -40,6 +42,16 @@ kafka-jars:
 		mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIB).tmp && \
 		cp $(KAFKA_POM) $(KAFKA_LIB).tmp/.resolved && \
 		rm -rf $(KAFKA_LIB) && mv $(KAFKA_LIB).tmp $(KAFKA_LIB); \
+	fi
+
+## kafka-tools: Kafka's own perf tools (ProducerPerformance), the benchmarks' peer figures; not needed by tests
+kafka-tools: kafka-jars
+	@if ! cmp -s $(KAFKA_TOOLS_POM) $(KAFKA_TOOLS)/.resolved 2>/dev/null; then \
+		echo "resolving kafka-tools from Maven Central into $(KAFKA_TOOLS)"; \
+		rm -rf $(KAFKA_TOOLS).tmp && \
+		mvn -q -B -f $(KAFKA_TOOLS_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_TOOLS).tmp && \
+		cp $(KAFKA_TOOLS_POM) $(KAFKA_TOOLS).tmp/.resolved && \
+		rm -rf $(KAFKA_TOOLS) && mv $(KAFKA_TOOLS).tmp $(KAFKA_TOOLS); \
 	fi
 
 ## demo: local Kafka, a trained model, both services, a catalogue streaming in, recommendations printed
