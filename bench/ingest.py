@@ -1,6 +1,6 @@
 """Ingest throughput in one process: real broker → encoder pipeline and worker (consume, validate,
-encode, write vectors, commit) versus the item tower alone (feature extraction + onnxruntime) on the
-same products at the same batch size, interleaved over --rounds (medians reported).
+encode, write vectors, commit) versus the item tower alone (feature extraction, onnxruntime, k-means
+cluster) on the same products at the same batch size, interleaved over --rounds (medians reported).
 
 Target (issue 18): end-to-end / item tower ≥ 0.5. The worker runs as the service does in embedded
 mode: the service's batch policy (count and time), its thread pools (1 thread: `vitrine.threads`),
@@ -53,12 +53,15 @@ from vitrine.stream.transactions import TransactionalProducer, make_transactiona
 from vitrine.stream.worker import EncoderWorker  # noqa: E402
 
 
-def tower_rate(model: InferenceModel, products: list[Product], batch: int) -> float:
-    model.encode_items(products[:batch])  # warm-up
-    started = time.perf_counter()
+def tower_rate(model: InferenceModel, products: list[Product], batch: int) -> tuple[float, float]:
+    """Items/s and CPU µs per item of the item tower as the encoder runs it: features, onnxruntime,
+    the k-means cluster of each vector."""
+    model.assign_clusters(model.encode_items(products[:batch]))  # warm-up
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(products), batch):
-        model.encode_items(products[i : i + batch])
-    return len(products) / (time.perf_counter() - started)
+        model.assign_clusters(model.encode_items(products[i : i + batch]))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return len(products) / seconds, cpu / len(products) * 1e6
 
 
 def end_to_end_rate(
@@ -68,7 +71,8 @@ def end_to_end_rate(
     events: int,
     policy: BatchPolicy,
     exactly_once: bool,
-) -> float:
+) -> tuple[float, float]:
+    """Items/s and CPU µs per item (this process: worker, Kafka IO threads) end to end."""
     run = uuid.uuid4().hex[:8]
     topics = TopicNames(products_topic, f"bench.vectors.{run}", f"bench.dlq.{run}")
     ensure_catalog_topics(kafka, topics, 2)
@@ -98,11 +102,11 @@ def end_to_end_rate(
         consumer, topics.products, pipeline, policy, metrics, on_batch=count, transactions=transactions
     )
     thread = threading.Thread(target=worker.run, daemon=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     thread.start()
     while committed[0] < events:
         time.sleep(0.005)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     worker.stop()
     thread.join(30)
     # a transaction's offsets reach the group a moment after commit_transaction() returns (the
@@ -115,7 +119,7 @@ def end_to_end_rate(
         time.sleep(0.2)
     if not all(c == e for c, e in progress.values()):
         raise RuntimeError(f"not all committed: {progress}")
-    return events / seconds
+    return events / seconds, cpu / events * 1e6
 
 
 def main() -> None:
@@ -157,12 +161,23 @@ def main() -> None:
         end_to_end_rate(kafka, model, topics.products, len(products), policy, args.exactly_once)  # warm-up
         for r in range(args.rounds):
             load = os.getloadavg()[0]
-            tower = tower_rate(model, products, args.batch)
-            e2e = end_to_end_rate(kafka, model, topics.products, len(products), policy, args.exactly_once)
-            rounds.append({"round": r, "load_average_1m": load, "item_tower": tower, "end_to_end": e2e})
+            tower, tower_cpu = tower_rate(model, products, args.batch)
+            e2e, e2e_cpu = end_to_end_rate(
+                kafka, model, topics.products, len(products), policy, args.exactly_once
+            )
+            rounds.append(
+                {
+                    "round": r,
+                    "load_average_1m": load,
+                    "item_tower": tower,
+                    "end_to_end": e2e,
+                    "item_tower_cpu_us": tower_cpu,
+                    "end_to_end_cpu_us": e2e_cpu,
+                }
+            )
             print(
-                f"round {r}: load {load:.1f}  item tower {tower:,.0f} items/s  end to end {e2e:,.0f} "
-                f"items/s  ratio {e2e / tower:.2f}",
+                f"round {r}: load {load:.1f}  item tower {tower:,.0f} items/s ({tower_cpu:.0f} µs CPU each)  "
+                f"end to end {e2e:,.0f} items/s ({e2e_cpu:.0f} µs CPU each)  ratio {e2e / tower:.2f}",
                 flush=True,
             )
     finally:
@@ -171,11 +186,14 @@ def main() -> None:
     tower = statistics.median(r["item_tower"] for r in rounds)
     e2e = statistics.median(r["end_to_end"] for r in rounds)
     ratio = statistics.median(r["end_to_end"] / r["item_tower"] for r in rounds)
+    tower_cpu = statistics.median(r["item_tower_cpu_us"] for r in rounds)
+    e2e_cpu = statistics.median(r["end_to_end_cpu_us"] for r in rounds)
     mode = "one transaction per batch" if args.exactly_once else "no transactions"
     print(
         f"\nmedians over {len(rounds)} rounds, batch {args.batch} / {args.max_wait_ms} ms, {mode}: item "
         f"tower (features + onnxruntime) {tower:,.0f} items/s, end to end (broker → encoder → vectors "
-        f"topic, committed) {e2e:,.0f} items/s, ratio {ratio:.2f} (target ≥ 0.50)"
+        f"topic, committed) {e2e:,.0f} items/s, ratio {ratio:.2f} (target ≥ 0.50); CPU per item "
+        f"{tower_cpu:.0f} µs (tower) / {e2e_cpu:.0f} µs (end to end): CPU ratio {tower_cpu / e2e_cpu:.2f}"
     )
     write_result(
         "ingest",
@@ -190,6 +208,9 @@ def main() -> None:
             "item_tower_items_per_s": tower,
             "end_to_end_items_per_s": e2e,
             "ratio": ratio,
+            "item_tower_cpu_us_per_item": tower_cpu,
+            "end_to_end_cpu_us_per_item": e2e_cpu,
+            "cpu_ratio": tower_cpu / e2e_cpu,
             "target_ratio": 0.5,
         },
     )

@@ -13,7 +13,9 @@ Each round, interleaved (medians over --rounds):
    vectors-topic restore, group join).
 
 ratio = marginal rate / ProducerPerformance rate (target ≥ 0.10). Load averages are recorded per
-round: the development machine is shared, so only the side-by-side ratio means much.
+round: the development machine is shared, so only the side-by-side ratio means much. The CPU time
+each process used (user + system, all threads) is recorded too: the encoder's marginal CPU per item
+depends far less on what else runs than its wall-clock rate does.
 
     make kafka-tools    # once: Kafka's tools jar from Maven Central
     .venv/bin/vitrine bench ingest_service -- --rounds 5
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,9 +66,10 @@ def run_encoder(
     work: Path,
     extra: tuple[str, ...] = (),
     pythonpath: str | None = None,
-) -> tuple[float, str]:
-    """Seconds from spawn to exit of `vitrine encoder --exit-when-caught-up` on `products_topic`
-    (`pythonpath`: run the encoder of another source tree, e.g. the commit before a change)."""
+) -> tuple[float, float]:
+    """Seconds from spawn to exit of `vitrine encoder --exit-when-caught-up` on `products_topic`, and
+    the CPU seconds the process used (`pythonpath`: run the encoder of another source tree, e.g. the
+    commit before a change)."""
     run = uuid.uuid4().hex[:8]
     group = f"bench-encoder-{run}"
     env = {
@@ -94,16 +98,24 @@ def run_encoder(
         *extra,
     ]
     log_path = work / f"encoder-{run}.log"
+    cpu_before = _children_cpu_s()
     started = time.perf_counter()
     with log_path.open("wb") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=1800).returncode
     seconds = time.perf_counter() - started
+    cpu = _children_cpu_s() - cpu_before
     if code != 0:
         raise RuntimeError(f"encoder exited with {code}:\n{log_path.read_text()[-3000:]}")
     progress = group_progress(kafka, group, products_topic)
     if any(committed != end for committed, end in progress.values()):
         raise RuntimeError(f"encoder exited before committing everything: {progress}")
-    return seconds, run
+    return seconds, cpu
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the finished child processes (all their threads)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -159,18 +171,26 @@ def main() -> None:
 
         for r in tqdm(range(args.rounds), desc="rounds"):
             load = load_average()
+            cpu_before = _children_cpu_s()
             peer = producer_performance(broker.bootstrap_servers, "bench.peer", args.pp_records)
-            t_small, _ = run_encoder(kafka, model_dir, small, work, extra)
-            t_large, _ = run_encoder(kafka, model_dir, large, work, extra)
+            peer_cpu_us = (_children_cpu_s() - cpu_before) / args.pp_records * 1e6
+            t_small, cpu_small = run_encoder(kafka, model_dir, small, work, extra)
+            t_large, cpu_large = run_encoder(kafka, model_dir, large, work, extra)
             marginal = (args.large - args.small) / (t_large - t_small)
+            cpu_us = (cpu_large - cpu_small) / (args.large - args.small) * 1e6
             baseline: dict[str, float] = {}
             if args.baseline_pythonpath:
-                b_small, _ = run_encoder(kafka, model_dir, small, work, (), args.baseline_pythonpath)
-                b_large, _ = run_encoder(kafka, model_dir, large, work, (), args.baseline_pythonpath)
+                b_small, b_cpu_small = run_encoder(
+                    kafka, model_dir, small, work, (), args.baseline_pythonpath
+                )
+                b_large, b_cpu_large = run_encoder(
+                    kafka, model_dir, large, work, (), args.baseline_pythonpath
+                )
                 b_marginal = (args.large - args.small) / (b_large - b_small)
                 baseline = {
                     "baseline_small_s": b_small,
                     "baseline_large_s": b_large,
+                    "baseline_cpu_us_per_item": (b_cpu_large - b_cpu_small) / (args.large - args.small) * 1e6,
                     "baseline_marginal_items_per_s": b_marginal,
                     "baseline_ratio": b_marginal / peer.records_per_s,
                     "speedup": marginal / b_marginal,
@@ -183,6 +203,8 @@ def main() -> None:
                 "encoder_large_s": t_large,
                 "encoder_marginal_items_per_s": marginal,
                 "encoder_large_items_per_s": args.large / t_large,
+                "encoder_cpu_us_per_item": cpu_us,
+                "producer_performance_cpu_us_per_record": peer_cpu_us,
                 "ratio": marginal / peer.records_per_s,
                 **baseline,
             }
@@ -190,9 +212,11 @@ def main() -> None:
             tqdm.write(
                 f"round {r}: load {load:.1f}  ProducerPerformance {peer.records_per_s:,.0f} rec/s  "
                 f"encoder {args.small:,} in {t_small:.1f}s, {args.large:,} in {t_large:.1f}s  "
-                f"marginal {marginal:,.0f} items/s  ratio {row['ratio']:.3f}"
+                f"marginal {marginal:,.0f} items/s ({cpu_us:.0f} µs CPU each; the peer {peer_cpu_us:.1f})  "
+                f"ratio {row['ratio']:.3f}"
                 + (
-                    f"  baseline marginal {baseline['baseline_marginal_items_per_s']:,.0f} items/s "
+                    f"  baseline marginal {baseline['baseline_marginal_items_per_s']:,.0f} items/s, "
+                    f"{baseline['baseline_cpu_us_per_item']:.0f} µs CPU "
                     f"(ratio {baseline['baseline_ratio']:.3f}, speed-up {baseline['speedup']:.2f}x)"
                     if baseline
                     else ""
@@ -215,6 +239,8 @@ def main() -> None:
         "median_producer_performance_records_per_s": median("producer_performance_records_per_s"),
         "median_encoder_marginal_items_per_s": median("encoder_marginal_items_per_s"),
         "median_ratio": median("ratio"),
+        "median_encoder_cpu_us_per_item": median("encoder_cpu_us_per_item"),
+        "median_producer_performance_cpu_us_per_record": median("producer_performance_cpu_us_per_record"),
         "load_average_1m": [row["load_average_1m"] for row in rounds],
         "target_ratio": 0.10,
     }
@@ -223,6 +249,7 @@ def main() -> None:
         result["median_baseline_marginal_items_per_s"] = median("baseline_marginal_items_per_s")
         result["median_baseline_ratio"] = median("baseline_ratio")
         result["median_speedup"] = median("speedup")
+        result["median_baseline_cpu_us_per_item"] = median("baseline_cpu_us_per_item")
     print(
         f"\nmedians over {len(rounds)} rounds: ProducerPerformance "
         f"{result['median_producer_performance_records_per_s']:,.0f} rec/s, encoder service marginal "
