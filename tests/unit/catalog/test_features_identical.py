@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from support.features_reference import ReferenceFeatureExtractor
 from support.features_reference import normalise_text as reference_normalise_text
 
-from vitrine.catalog.features import FeatureConfig, FeatureExtractor, Features
-from vitrine.catalog.hashing import LONG_SPAN, crc32_spans
+from vitrine.catalog.features import LONG_SPAN, FeatureConfig, FeatureExtractor, Features, crc32_spans
 from vitrine.catalog.schema import Product, normalise_text, normalised_words
 from vitrine.data.datasets import load_dataset
 from vitrine.data.synthetic import SyntheticConfig, generate
