@@ -82,7 +82,8 @@ class Product:
             price=pb.price.amount if has_price else None,
             currency=pb.price.currency if has_price else "",
             availability=_AVAILABILITY.get(pb.availability) or Availability(pb.availability),
-            attributes=dict(pb.attributes),
+            # items(): dict() of a protobuf map goes through the Mapping mixin key by key
+            attributes=dict(pb.attributes.items()) if pb.attributes else {},
         )
 
 
