@@ -11,7 +11,8 @@ Which categories, and in what order:
   category gate to miss the right category, and a product whose category never appeared in training
   still gets complements. Hybrid scoring: the tower's `rerank_depth` best candidates are re-scored
   by q.v / T + `lexical_weight` x the title TF-IDF cosine of the product and the candidate (the model
-  directory carries the idf table; the weight is the model card's, chosen on validation). The ranked
+  directory carries the idf table; the weight is the model card's, chosen on validation); the score
+  returned is that sum rescaled into [-1, 1] (same order). The ranked
   list is returned by score (`display="score"`) or, with `display="interleave"`, regrouped
   round-robin over the categories in order of their best item.
 - The caller names target categories: one conditional query per target (the tower given that
@@ -116,19 +117,25 @@ def complements(
 def _hybrid_scorer(
     model: InferenceModel, product: Product
 ) -> Callable[[list[ScoredItem]], list[ScoredItem]] | None:
-    """Re-scoring of tower candidates by logit + lexical_weight x title TF-IDF cosine (None: off)."""
+    """Re-scoring of tower candidates by logit + lexical_weight x title TF-IDF cosine (None: off).
+
+    The order is that of q.v / T + w x tfidf; the score returned is the same sum times T / (1 + w T),
+    i.e. (q.v + w T x tfidf) / (1 + w T): a weighted mean of two cosines, so the API's contract that
+    a score lies in [-1, 1] holds and the order is unchanged.
+    """
     weight = model.retrieval.lexical_weight
     lexical = model.lexical
     if lexical is None or weight <= 0:
         return None
     query = lexical.vector(product.title)
-    temperature = model.temperature
+    lexical_share = weight * model.temperature  # w T: the TF-IDF cosine's weight beside q.v's 1
 
     def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
         scored = [
             ScoredItem(
                 h.product_id,
-                h.score / temperature + weight * lexical.cosine(query, lexical.vector(h.payload.title)),
+                (h.score + lexical_share * lexical.cosine(query, lexical.vector(h.payload.title)))
+                / (1.0 + lexical_share),
                 h.payload,
             )
             for h in hits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vitrine.catalog.schema import Product
@@ -35,7 +36,9 @@ def test_lexical_weight_reorders_candidates_by_logit_plus_title_cosine() -> None
     # logits 5.0 vs 4.5: the shared words of "acme phone case" outweigh half a logit
     assert [h.product_id for h in out] == ["case", "wallet"]
     cosine = TitleTfidf.cosine(lexical.vector(product.title), lexical.vector("acme phone case"))
-    assert out[0].score == 4.5 + 10.0 * cosine and out[1].score == 5.0
+    # the score is that sum rescaled by T / (1 + w T) into [-1, 1] (the API's contract), same order
+    assert math.isclose(out[0].score, (0.45 + 1.0 * cosine) / 2.0) and math.isclose(out[1].score, 0.50 / 2.0)
+    assert all(-1.0 <= h.score <= 1.0 for h in out)
     # weight 0 or no idf table: the tower alone (no re-scoring at all)
     assert _hybrid_scorer(Towers(RetrievalConfig(lexical_weight=0.0), lexical), product) is None  # type: ignore[arg-type]
     assert _hybrid_scorer(Towers(RetrievalConfig(), None), product) is None  # type: ignore[arg-type]
