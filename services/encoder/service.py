@@ -109,7 +109,8 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         kafka_sink.restore()
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
-    pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
+    dead_letters = KafkaDeadLetters(producer, topics.dead_letters, envelopes=metrics.dead_letter_envelopes)
+    pipeline = EncoderPipeline(model, sink, dead_letters, metrics)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(

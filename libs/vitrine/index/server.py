@@ -168,6 +168,23 @@ class QdrantServerIndex(IndexAdapter):
     def _engine_close(self) -> None:
         self.client.close()
 
+    def _engine_retriable(self, error: Exception) -> bool:
+        """A Qdrant server that answered 4xx (or INVALID_ARGUMENT) refused what it was sent, which no
+        retry changes; anything else (no connection, a timeout, 5xx, UNAVAILABLE) may pass."""
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            return not 400 <= status < 500 or status in (408, 429)
+        code = getattr(error, "code", None)
+        if callable(code):  # a grpc.RpcError
+            try:
+                name = getattr(code(), "name", "")
+            except Exception:
+                return True
+            return name not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "NOT_FOUND")
+        # qdrant-client's local mode and model validation raise ValueError / pydantic errors for
+        # what it refuses; transport failures are httpx / OS errors
+        return not isinstance(error, ValueError | TypeError | OverflowError)
+
 
 def _index_params(m: Any, kind: str, graph: bool) -> Any:
     if kind == "keyword":

@@ -9,6 +9,12 @@ The encoder writes the topic in transactions, so the feed reads committed record
 (`isolation_level="read_committed"`, the default of `make_consumer`; a consumer reading uncommitted
 records is refused): the batch of a fenced zombie encoder or of an aborted retry is never applied,
 and the catch-up target is the last stable offset, not the high watermark.
+
+No record stops the feed: one that cannot be decoded, whose vector does not fit the index, or that the
+index refuses is skipped, logged with its partition and offset and counted in
+`vitrine_recommender_vectors_rejected_total{reason}`, and the feed goes on. Only an index that refuses
+every record of a batch (a broken engine, a full disk) stops it: the replica is then stale, and
+reports it (the service exits, and its orchestrator restarts it).
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from vitrine.index.port import VectorIndex
+from vitrine.errors import IndexBackendError
+from vitrine.index.port import IndexedItem, VectorIndex, WriteResult
 from vitrine.obs.metrics import RecommenderMetrics
+from vitrine.stream.failures import describe
 from vitrine.stream.kafka import require_read_committed
-from vitrine.stream.records import decode_vector_change
+from vitrine.stream.records import VectorRecord, decode_vector_change
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +87,7 @@ class VectorFeed:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
                 for records in polled.values():
-                    self._apply([r.value for r in records if r.value is not None])
+                    self._apply([r for r in records if r.value is not None])
                 if not self.caught_up.is_set() and all(
                     self.consumer.position(tp) >= targets[tp] for tp in partitions
                 ):
@@ -110,13 +120,14 @@ class VectorFeed:
         self.consumer.seek_to_beginning(*partitions)
         return partitions
 
-    def _apply(self, values: list[bytes]) -> None:
-        if not values:
+    def _apply(self, raw: list[Any]) -> None:
+        """Apply consumed records (kafka-python ConsumerRecords); skip the ones that cannot be."""
+        if not raw:
             return
-        records = [decode_vector_change(v) for v in values]
+        records = [r for r in (self._decoded(x) for x in raw) if r is not None]
         if self.model_version is not None:
             records = [r for r in records if r.model_version == self.model_version]
-        result = self.index.apply([r.change for r in records])
+        result = self._apply_isolating(records)
         self._writes_since_optimize += result.written + result.deleted
         if self.caught_up.is_set():  # replaying history says nothing about freshness
             now = datetime.now(UTC)
@@ -127,6 +138,71 @@ class VectorFeed:
         self.metrics.applied.labels("upsert").inc(result.written)
         self.metrics.applied.labels("delete").inc(result.deleted)
         self.metrics.feed_stale.inc(result.stale)
+
+    def _decoded(self, record: Any) -> VectorRecord | None:
+        try:
+            decoded = decode_vector_change(record.value)
+        except Exception as e:  # not an ItemVector (another producer, corruption): skip it
+            self._reject(record, "undecodable", describe(e, 200))
+            return None
+        change = decoded.change
+        if isinstance(change, IndexedItem):
+            vector = change.vector
+            if vector.shape != (self.index.dim,) or not np.all(np.isfinite(vector)):
+                self._reject(
+                    record, "bad_vector", f"vector of shape {vector.shape} for an index of {self.index.dim}"
+                )
+                return None
+        return decoded
+
+    def _apply_isolating(self, records: list[VectorRecord]) -> WriteResult:
+        """Apply the batch; if the index refuses it, apply record by record and skip what it refuses.
+        If it refuses every one, the index itself is broken: raise (the feed stops, health reports it)."""
+        try:
+            return self.index.apply([r.change for r in records])
+        except IndexBackendError as batch_error:
+            if len(records) == 1:
+                self._reject_vector(records[0], batch_error)
+                return WriteResult()
+            log.warning(
+                "applying %d vector changes failed (%s); applying one by one", len(records), batch_error
+            )
+        total = WriteResult()
+        failed: list[BaseException] = []
+        for r in records:
+            try:
+                result = self.index.apply([r.change])
+            except IndexBackendError as e:
+                failed.append(e)
+                self._reject_vector(r, e)
+                continue
+            total.written += result.written
+            total.deleted += result.deleted
+            total.stale += result.stale
+            total.stale_ids.extend(result.stale_ids)
+        if failed and len(failed) == len(records):
+            raise failed[0]
+        return total
+
+    def _reject_vector(self, record: VectorRecord, error: BaseException) -> None:
+        self.metrics.feed_rejected.labels("apply_failed").inc()
+        log.error(
+            "vector of %s@%d skipped: the index refused it (%s)",
+            record.product_id[:100],
+            record.version,
+            describe(error, 300),
+        )
+
+    def _reject(self, record: Any, reason: str, detail: str) -> None:
+        self.metrics.feed_rejected.labels(reason).inc()
+        log.error(
+            "%s[%s]@%s skipped (%s): %s",
+            getattr(record, "topic", self.topic),
+            getattr(record, "partition", "?"),
+            getattr(record, "offset", "?"),
+            reason,
+            detail,
+        )
 
     def _optimize(self) -> None:
         started = time.monotonic()
