@@ -30,7 +30,7 @@ from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 from vitrine.model.serving import load_serving_model
 from vitrine.obs.metrics import EncoderMetrics, RecommenderMetrics
-from vitrine.stream.dead_letters import H_ENVELOPE, H_OFFSET, H_REASON, H_VALUE_BYTES, KafkaDeadLetters
+from vitrine.stream.dead_letters import H_OFFSET, H_REASON, KafkaDeadLetters
 from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, make_consumer, make_producer
 from vitrine.stream.records import SourceRecord, decode_vector_change, encode_vector_change
@@ -42,6 +42,10 @@ from vitrine.stream.worker import BatchPolicy, EncoderWorker
 pytestmark = pytest.mark.integration
 
 BOUND_S = 60  # the next valid event must be indexed within this, whatever came before it
+# the dead-letter envelope's headers, as docs/EVENTS.md names them
+H_ENVELOPE = "vitrine.dlq.envelope"
+H_VALUE_BYTES = "vitrine.dlq.original.value_bytes"
+H_HEADERS = "vitrine.dlq.original.headers"
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -206,7 +210,7 @@ def test_an_invalid_event_with_a_null_header_is_dead_lettered_and_the_pipeline_g
     got = dict(letter.headers)
     assert got[H_ENVELOPE] == b"unencodable_headers" and got[H_REASON] == b"undecodable"
     assert letter.value == b"\xff not a ProductEvent" and letter.key == b"nul"
-    assert b'["nothing", null]' in got["vitrine.dlq.original.headers"]
+    assert b'["nothing", null]' in got[H_HEADERS]
 
 
 def test_a_version_at_or_above_2_63_is_dead_lettered_before_any_sink_sees_it(
