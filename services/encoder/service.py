@@ -132,8 +132,8 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
             worker.stop()
 
     worker.on_caught_up = caught_up
-    metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
-    log.info("encoder metrics on :%d/metrics", metrics_server.port)
+    metrics_server = serve_metrics(metrics.registry, settings.metrics_port, settings.metrics_host)
+    log.info("encoder metrics on %s:%d/metrics", settings.metrics_host, metrics_server.port)
     backfill_note = " (backfill: a new group replays from the earliest offset)" if settings.backfill else ""
     log.info("consumer group %s%s", group_id, backfill_note)
     return EncoderService(settings, worker, metrics_server)

@@ -17,6 +17,7 @@ from types import FrameType
 from vitrine.api.security import server_security
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError, VitrineError
+from vitrine.index.settings import is_loopback, refuse_or_warn_plaintext
 from vitrine.obs.metrics import MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
@@ -240,9 +241,19 @@ def create_service(
 ) -> RecommenderService:
     """Build and start the service. `reload_settings` re-reads the configuration for a hot reload."""
     # TLS files and tokens are checked first: a bad security setting fails before the model loads
+    tokens = settings.auth_token_list()
     security = server_security(
-        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, settings.auth_token_list()
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, tokens
     )
+    if tokens and settings.tls_cert_file is None and not is_loopback(settings.grpc_host):
+        refuse_or_warn_plaintext(
+            f"bearer tokens would travel in clear text: gRPC on {settings.grpc_host} has no TLS "
+            "(set VITRINE_RECOMMENDER_TLS_CERT_FILE and _KEY_FILE)",
+            settings.allow_plaintext_secrets,
+            "VITRINE_RECOMMENDER_ALLOW_PLAINTEXT_SECRETS",
+        )
+    if settings.index_mode == "server":
+        settings.qdrant_key()  # refuses an API key bound for http:// on another host, before any work
     metrics = RecommenderMetrics()
     if settings.index_mode == "embedded":
         # The shards are caches of the vectors topics: rebuilt from the topics at every start.
@@ -260,12 +271,16 @@ def create_service(
         credentials=security.credentials,
     )
     log.info("recommender gRPC security: %s", security.describe())
-    if security.is_open and settings.grpc_host not in ("127.0.0.1", "localhost", "::1"):
+    if security.is_open and not is_loopback(settings.grpc_host):
         log.warning("gRPC on %s without TLS or a token: only behind a trusted network", settings.grpc_host)
-    metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
+    metrics_server = serve_metrics(metrics.registry, settings.metrics_port, settings.resolved_metrics_host())
     grpc_server.start()
     log.info(
-        "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
+        "recommender gRPC on %s:%d, metrics on %s:%d",
+        settings.grpc_host,
+        grpc_server.port,
+        settings.resolved_metrics_host(),
+        metrics_server.port,
     )
     return RecommenderService(
         settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings

@@ -146,6 +146,11 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     metrics_port: int = Field(
         9102, ge=0, le=65535, description="/metrics port (VITRINE_RECOMMENDER_METRICS_PORT)"
     )
+    metrics_host: str = Field(
+        "",
+        description="address /metrics binds; default: where gRPC binds (grpc_host), so a loopback-only "
+        "replica does not expose its metrics either (VITRINE_RECOMMENDER_METRICS_HOST)",
+    )
     startup_timeout_s: float = Field(
         300.0,
         gt=0,
@@ -267,6 +272,9 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
             similar = v.similar or None
             variants.append(Variant(v.name, v.weight, similar, v.complementary or None, v.inspire or similar))
         return variants
+
+    def resolved_metrics_host(self) -> str:
+        return self.metrics_host or self.grpc_host
 
     def auth_token_list(self) -> tuple[str, ...]:
         """The accepted bearer tokens (empty = no authentication); the only place they are revealed."""
