@@ -269,6 +269,7 @@ def create_service(
         settings.grpc_workers,
         interceptors=security.interceptors,
         credentials=security.credentials,
+        overload=settings.overload_limits(),
     )
     log.info("recommender gRPC security: %s", security.describe())
     if security.is_open and not is_loopback(settings.grpc_host):

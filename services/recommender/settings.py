@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.api.overload import OverloadLimits
 from vitrine.api.security import parse_tokens
 from vitrine.errors import ConfigError
 from vitrine.index.settings import (
@@ -142,6 +143,23 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     )
     grpc_workers: int = Field(
         8, ge=1, le=256, description="handler threads (VITRINE_RECOMMENDER_GRPC_WORKERS)"
+    )
+    grpc_max_queued: int = Field(
+        -1,
+        ge=-1,
+        le=10_000,
+        description="calls waiting for a handler thread at most; more are refused at once with "
+        "RESOURCE_EXHAUSTED; -1 = twice grpc_workers (VITRINE_RECOMMENDER_GRPC_MAX_QUEUED)",
+    )
+    max_response_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="a response above this is refused with RESOURCE_EXHAUSTED (VITRINE_RECOMMENDER_MAX_RESPONSE_BYTES)",
+    )
+    default_deadline_s: float = Field(
+        2.0,
+        gt=0,
+        description="the deadline of a call whose client set none (VITRINE_RECOMMENDER_DEFAULT_DEADLINE_S)",
     )
     metrics_port: int = Field(
         9102, ge=0, le=65535, description="/metrics port (VITRINE_RECOMMENDER_METRICS_PORT)"
@@ -272,6 +290,10 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
             similar = v.similar or None
             variants.append(Variant(v.name, v.weight, similar, v.complementary or None, v.inspire or similar))
         return variants
+
+    def overload_limits(self) -> OverloadLimits:
+        queued = 2 * self.grpc_workers if self.grpc_max_queued < 0 else self.grpc_max_queued
+        return OverloadLimits(self.grpc_workers, queued, self.max_response_bytes, self.default_deadline_s)
 
     def resolved_metrics_host(self) -> str:
         return self.metrics_host or self.grpc_host
