@@ -172,7 +172,27 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     startup_timeout_s: float = Field(
         300.0,
         gt=0,
-        description="max wait to catch up with the vectors topic (VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
+        description="how long catching up with the vectors topics may take, plus the work left: "
+        "startup_timeout_s + records to apply / startup_min_records_per_s "
+        "(VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
+    )
+    startup_min_records_per_s: float = Field(
+        1000.0,
+        gt=0,
+        description="the slowest catch-up rate still healthy, for the start-up timeout "
+        "(VITRINE_RECOMMENDER_STARTUP_MIN_RECORDS_PER_S)",
+    )
+    reuse_index: bool = Field(
+        True,
+        description="embedded mode: reuse a restarted replica's intact shard and resume its vectors "
+        "topic from the offsets it had applied (the shard keeps a write-ahead log); false: rebuild "
+        "from offset 0 at every start (VITRINE_RECOMMENDER_REUSE_INDEX)",
+    )
+    partition_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        description="embedded mode: how often the vector feeds look for partitions added to their "
+        "topic (VITRINE_RECOMMENDER_PARTITION_REFRESH_S)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0, description="VITRINE_RECOMMENDER_SHUTDOWN_GRACE_S")
 

@@ -11,7 +11,6 @@ from typing import Protocol
 
 from vitrine.serving.errors import DeadlineExceededError
 
-
 # grpcio's time_remaining() without a client deadline is the distance to its "infinite future"
 NO_DEADLINE_S = 1e7
 

@@ -1,9 +1,12 @@
 """Embedded mode: keep a replica's local index in step with the compacted catalog.vectors topic.
 
 Every recommender replica reads all partitions (no consumer group: each replica needs every item),
-from the beginning at start (Kafka is the source of truth, the shard is a cache), then follows the
-log. `caught_up` is set once the replica has applied everything that existed when it started, which
-is when it should report SERVING.
+from the beginning at start (Kafka is the source of truth, the shard is a cache), or from the offsets
+its reused shard had applied (`resume_from`), then follows the log. `caught_up` is set once the
+replica has applied everything that existed when it started, which is when it should report SERVING.
+Partitions added to the topic while it runs are found (every `partition_refresh_s`) and read from
+their beginning. After each periodic optimize (a flush) and at stop, `on_checkpoint` gets the offsets
+applied so far, which a restart resumes from.
 
 The encoder writes the topic in transactions, so the feed reads committed records only
 (`isolation_level="read_committed"`, the default of `make_consumer`; a consumer reading uncommitted
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +53,9 @@ class VectorFeed:
         model_version: str | None = None,
         poll_timeout_ms: int = 100,
         optimize_interval_s: float = 30.0,
+        resume_from: Mapping[int, int] | None = None,
+        on_checkpoint: Callable[[dict[int, int]], None] | None = None,
+        partition_refresh_s: float = 30.0,
     ) -> None:
         require_read_committed(consumer, "the vector feed's consumer")
         self.consumer = consumer
@@ -62,6 +69,11 @@ class VectorFeed:
         # and new points are searched by brute force in the appendable segment
         self.optimize_interval_s = optimize_interval_s
         self._writes_since_optimize = 0
+        self.resume_from = dict(resume_from or {})
+        self.on_checkpoint = on_checkpoint
+        self.partition_refresh_s = partition_refresh_s
+        self.partitions: list[TopicPartition] = []
+        self._targets: dict[TopicPartition, int] = {}
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,6 +86,15 @@ class VectorFeed:
     def wait_caught_up(self, timeout_s: float) -> bool:
         return self.caught_up.wait(timeout_s)
 
+    def records_to_catch_up(self) -> int | None:
+        """Records still to apply before `caught_up` (None until the feed has looked at the topic)."""
+        if not self._targets:
+            return None
+        try:
+            return sum(max(0, end - self.consumer.position(tp)) for tp, end in self._targets.items())
+        except Exception:  # the feed thread owns the consumer; a racing read is only an estimate
+            return None
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -82,14 +103,15 @@ class VectorFeed:
     def _run(self) -> None:
         try:
             partitions = self._assign()
-            targets = self.consumer.end_offsets(partitions)
+            self._targets = targets = self.consumer.end_offsets(partitions)
             next_optimize = time.monotonic() + self.optimize_interval_s
+            next_refresh = time.monotonic() + self.partition_refresh_s
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
                 for records in polled.values():
                     self._apply([r for r in records if r.value is not None])
                 if not self.caught_up.is_set() and all(
-                    self.consumer.position(tp) >= targets[tp] for tp in partitions
+                    self.consumer.position(tp) >= targets[tp] for tp in targets
                 ):
                     self._optimize()  # build the index before reporting ready: first queries are fast
                     self.caught_up.set()
@@ -102,7 +124,11 @@ class VectorFeed:
                 ):
                     self._optimize()
                     next_optimize = time.monotonic() + self.optimize_interval_s
-                self._update_gauges(partitions)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.partition_refresh_s
+                    self._add_new_partitions()
+                self._update_gauges(self.partitions)
+            self._checkpoint(flush=True)
         except BaseException as e:  # surfaced through health: a dead feed means a stale replica
             self.error = e
             log.exception("vector feed stopped")
@@ -118,7 +144,42 @@ class VectorFeed:
         partitions = [TopicPartition(self.topic, p) for p in sorted(ids)]
         self.consumer.assign(partitions)
         self.consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            if tp.partition in self.resume_from:
+                self.consumer.seek(tp, self.resume_from[tp.partition])
+        if self.resume_from:
+            log.info("vector feed resumes %s from the offsets its shard had applied", self.topic)
+        self.partitions = partitions
         return partitions
+
+    def _add_new_partitions(self) -> None:
+        """Partitions added to the topic since: assign them too, from their beginning (changing the
+        assignment resets positions in kafka-python, so the others are put back where they were)."""
+        ids = self.consumer.partitions_for_topic(self.topic) or set()
+        new = [
+            TopicPartition(self.topic, p)
+            for p in sorted(ids)
+            if TopicPartition(self.topic, p) not in self.partitions
+        ]
+        if not new:
+            return
+        positions = {tp: self.consumer.position(tp) for tp in self.partitions}
+        self.partitions = [*self.partitions, *new]
+        self.consumer.assign(self.partitions)
+        for tp, position in positions.items():
+            self.consumer.seek(tp, position)
+        self.consumer.seek_to_beginning(*new)
+        log.info(
+            "vector feed: %d partition(s) added to %s, reading them from the beginning", len(new), self.topic
+        )
+
+    def _checkpoint(self, flush: bool = False) -> None:
+        """Tell the owner the offsets applied so far (after a flush: never ahead of the shard)."""
+        if self.on_checkpoint is None or not self.partitions:
+            return
+        if flush:
+            self.index.flush()
+        self.on_checkpoint({tp.partition: self.consumer.position(tp) for tp in self.partitions})
 
     def _apply(self, raw: list[Any]) -> None:
         """Apply consumed records (kafka-python ConsumerRecords); skip the ones that cannot be."""
@@ -206,7 +267,8 @@ class VectorFeed:
 
     def _optimize(self) -> None:
         started = time.monotonic()
-        self.index.optimize()
+        self.index.optimize()  # flushes: what was applied so far is on disk
+        self._checkpoint()
         log.debug(
             "optimized after %d writes in %.2fs", self._writes_since_optimize, time.monotonic() - started
         )
