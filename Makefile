@@ -65,7 +65,10 @@ test: setup lint prometheus
 
 ## reliability: the long fault-injection runs (20 encoder kills, the full soak, overload past saturation) on top of the CI-sized ones
 reliability: setup ghz
-	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 $(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 VITRINE_RELIABILITY_REPORT_DIR=bench/results/reliability \
+		$(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py tests/integration/test_poison_records.py
+	$(PY) bench/reliability_report.py
+	PATH="$(GOBIN):$$PATH" $(PY) bench/overload.py
 	$(PY) bench/soak.py --minutes 10
 
 test-fast: setup

@@ -67,6 +67,9 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "max_poll_records": 500,
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
+    # partitions added to a topic are found at the next metadata refresh (kafka-python's default is
+    # 5 minutes): the encoder group rebalances onto them, the vector feeds assign them
+    "metadata_max_age_ms": 30_000,
     # The encoder writes the vectors topic (and its dead letters) in transactions: a reader must see
     # committed records only, or it would see the batches of fenced zombies and of retries that were
     # aborted. For the encoder's group consumer it also makes the offset fetch after a rebalance wait
