@@ -87,10 +87,10 @@ def world(
 )
 @given(batch=records)
 def test_no_record_escapes_the_worker_and_every_valid_event_reaches_the_sink(world, batch) -> None:  # type: ignore[no-untyped-def]
-    worker, versions, _, _ = world
+    worker, versions, _, topics = world
     offset = worker.metrics.consumed._value.get()
     source = [
-        SourceRecord("fuzz.products", 0, int(offset) + i, key, value, 0, tuple(hs))  # type: ignore[arg-type]
+        SourceRecord(topics.products, 0, int(offset) + i, key, value, 0, tuple(hs))  # type: ignore[arg-type]
         for i, (value, key, hs) in enumerate(batch)
     ]
     outcome = worker._process(source, fetched_at=0.0)  # the worker's own handling: retries, isolation

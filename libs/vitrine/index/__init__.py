@@ -44,6 +44,12 @@ def open_index(
             raise ValueError("fresh=True empties a local shard; a Qdrant server collection is never dropped")
         from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
 
-        config = QdrantServerConfig(settings.qdrant_url, name, dim, api_key=settings.qdrant_key())
+        config = QdrantServerConfig(
+            settings.qdrant_url,
+            name,
+            dim,
+            api_key=settings.qdrant_key(),
+            prefer_grpc=settings.qdrant_prefer_grpc,
+        )
         return QdrantServerIndex(config, create=create)
     raise ValueError(f"index_mode must be 'embedded' or 'server', got {settings.index_mode!r}")

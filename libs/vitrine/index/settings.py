@@ -69,6 +69,9 @@ class IndexSettings(BaseModel):
         "encoder writes vitrine-<model version>, the recommender reads the alias vitrine",
     )
     qdrant_api_key: SecretStr | None = Field(None, description="server mode")
+    qdrant_prefer_grpc: bool = Field(
+        True, description="server mode: talk to Qdrant over gRPC (port 6334); false: its REST API only"
+    )
     allow_plaintext_secrets: bool = Field(
         False,
         description="start even though a secret (the Qdrant API key, the recommender's bearer tokens) "
