@@ -7,8 +7,9 @@ memory flat).
 
 The server is the library's gRPC server (the same servicer and task code as the service) over a Qdrant
 Edge shard of random unit vectors, in its own process; ghz (`make ghz`) runs closed loop at the
-admission bound (workers + queued: saturated, nothing refused) and at 4x and 16x that. A health probe
-runs alongside. Writes bench/results/overload.json.
+admission bound (workers + queued: saturated) and at 4x and 16x that. A health probe runs alongside.
+Writes bench/results/overload.json. The control: the same load with the queue bound lifted
+(`--queued 100000 --base 12 --name overload_unbounded`), where admitted latency grows with the offered load.
 """
 
 from __future__ import annotations
@@ -166,7 +167,18 @@ def main() -> None:
     parser.add_argument(
         "--factors", default="1,4,16", help="offered concurrency as multiples of workers + queued"
     )
+    parser.add_argument(
+        "--base",
+        type=int,
+        default=0,
+        help="what the factors multiply (default workers + queued; a control run sets it)",
+    )
     parser.add_argument("--ghz", default=None)
+    parser.add_argument(
+        "--name",
+        default="overload",
+        help="result file (bench/results/NAME.json); e.g. a control run without a queue bound",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -185,7 +197,7 @@ def main() -> None:
         server.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     target = f"127.0.0.1:{int(line.split()[1])}"
-    admitted = args.workers + args.queued
+    admitted = args.base or args.workers + args.queued
     runs = []
     rss_before = rss_mb(server.pid)
     try:
@@ -212,7 +224,7 @@ def main() -> None:
         server.wait(30)
     base = runs[0]
     write_result(
-        "overload",
+        args.name,
         {
             "items": args.items,
             "workers": args.workers,
