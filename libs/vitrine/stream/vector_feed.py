@@ -74,6 +74,7 @@ class VectorFeed:
         self.partition_refresh_s = partition_refresh_s
         self.partitions: list[TopicPartition] = []
         self._targets: dict[TopicPartition, int] = {}
+        self._left: int | None = None
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,13 +88,9 @@ class VectorFeed:
         return self.caught_up.wait(timeout_s)
 
     def records_to_catch_up(self) -> int | None:
-        """Records still to apply before `caught_up` (None until the feed has looked at the topic)."""
-        if not self._targets:
-            return None
-        try:
-            return sum(max(0, end - self.consumer.position(tp)) for tp, end in self._targets.items())
-        except Exception:  # the feed thread owns the consumer; a racing read is only an estimate
-            return None
+        """Records still to apply before `caught_up` (None until the feed has looked at the topic).
+        Kept by the feed's own thread: a kafka-python consumer must not be called from another."""
+        return self._left
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -110,9 +107,9 @@ class VectorFeed:
                 polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=1000)
                 for records in polled.values():
                     self._apply([r for r in records if r.value is not None])
-                if not self.caught_up.is_set() and all(
-                    self.consumer.position(tp) >= targets[tp] for tp in targets
-                ):
+                if not self.caught_up.is_set():
+                    self._left = sum(max(0, end - self.consumer.position(tp)) for tp, end in targets.items())
+                if not self.caught_up.is_set() and self._left == 0:
                     self._optimize()  # build the index before reporting ready: first queries are fast
                     self.caught_up.set()
                     log.info("vector feed caught up: %d live items", self.index.count())
