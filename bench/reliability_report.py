@@ -55,6 +55,16 @@ def recovery(row: dict[str, Any]) -> str:
     return "; ".join(parts) or "—"
 
 
+def control(row: dict[str, Any]) -> str:
+    text = str(row.get("control") or "—")
+    if "duplicates_read_uncommitted" in row:
+        text += (
+            f"; the same topic read without read_committed holds {row['duplicates_read_uncommitted']:,} "
+            "duplicates (records of the aborted transactions the kills left)"
+        )
+    return text
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| scenario | test (CI size) and command | products / events | faults | lost | stale | phantom "
@@ -75,7 +85,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                     cell(r.get("phantom")),
                     cell(r.get("duplicates")),
                     recovery(r),
-                    cell(r.get("control")),
+                    cell(control(r)),
                     f"{r['date']} @ {r['commit']}, load {'/'.join(str(x) for x in r['load_average'])} on "
                     f"{r['cpus']} CPUs",
                 ]

@@ -53,7 +53,11 @@ def start_replica(
     stack: LocalStack, name: str, index_path: Path, timeout_s: float
 ) -> tuple[ServiceProcess, float]:
     metrics_port, grpc_port = free_port(), free_port()
+    # measure, do not give up: on a loaded machine a rebuild can be slower than the service's floor
+    config = stack.write_recommender_config(name, {"startup_min_records_per_s": 20})
     args = [
+        "--config",
+        str(config),
         "--model",
         str(stack.model_dir),
         "--bootstrap-servers",
