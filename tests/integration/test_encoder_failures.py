@@ -9,13 +9,13 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
-from support.oracles import History, compare, read_vectors
+from support.oracles import History, compare, read_vectors, wait_for
 from support.reliability_report import record as report
 
 from vitrine.api.client import RecommenderClient
@@ -28,15 +28,6 @@ from vitrine.stream.publisher import CatalogPublisher
 from vitrine.stream.records import decode_vector_change
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def caught_up(stack: LocalStack, group_id: str) -> bool:

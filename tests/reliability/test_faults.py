@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from support.oracles import (
     read_vectors,
     replica_state,
     replica_state_or_none,
+    wait_for,
 )
 from support.oracles import caught_up as caught_up_group
 from support.reliability_report import record as report
@@ -37,15 +38,6 @@ from vitrine.stream.publisher import CatalogPublisher
 from vitrine.stream.records import decode_vector_change
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def caught_up(stack: LocalStack) -> bool:
