@@ -17,7 +17,7 @@ from pathlib import Path
 from _recommender_world import open_shard
 
 from vitrine.api.server import create_grpc_server
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
@@ -34,7 +34,7 @@ def main() -> None:
 
     models = {}
     for name, model_dir in (("similar", args.similar_model), ("complementary", args.complementary_model)):
-        model = load_serving_model(model_dir, threads=args.model_threads)
+        model = load_inference_model(model_dir, threads=args.model_threads)
         index = open_shard(args.cache, name, model.dim)
         models[name] = ServedModel(
             name, model.model_version, model.task, index, model, closers=(index.close,)

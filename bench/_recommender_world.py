@@ -21,9 +21,9 @@ from tqdm import tqdm
 from vitrine.catalog.schema import Product
 from vitrine.data.synthetic import SyntheticConfig, leaves, make_product
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
-from vitrine.index.layout import scan_layout
-from vitrine.model.serving import ServingModel
-from vitrine.serving.anchors import indexed_items
+from vitrine.index.layout import PAYLOAD_FIELDS, PayloadField
+from vitrine.model.inference import InferenceModel
+from vitrine.stream.pipeline import encode_products
 
 LEAVES = [leaf for _, _, leaf in leaves()]
 CHUNK = 8192
@@ -71,6 +71,12 @@ def catalog(cache: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 LAYOUTS = ("graph", "scan")  # vitrine's index layout; the earlier one (see vitrine.index.layout)
 
 
+def scan_layout() -> tuple[dict[str, PayloadField], int]:
+    """The layout before graph links were chosen per field (Qdrant's defaults: links on every field,
+    a 10 MB full-scan threshold = 40k points at dim 64): kept for the side-by-side benchmark."""
+    return {name: PayloadField(spec.kind, graph=True) for name, spec in PAYLOAD_FIELDS.items()}, 40_000
+
+
 def index_config(path: Path, dim: int, layout: str, fresh: bool = False) -> EdgeIndexConfig:
     if layout == "graph":
         return EdgeIndexConfig(path, dim, fresh=fresh)
@@ -90,7 +96,7 @@ def shard_folder(cache: Path, name: str, layout: str) -> Path:
 
 
 def ensure_shard(
-    cache: Path, name: str, model: ServingModel, n: int, layout: str = "graph"
+    cache: Path, name: str, model: InferenceModel, n: int, layout: str = "graph"
 ) -> dict[str, object]:
     """Build the model's shard unless a complete one for the same model, size and layout is cached."""
     folder = shard_folder(cache, name, layout)
@@ -141,9 +147,9 @@ def ensure_shard(
     return done
 
 
-def _write(index: EdgeIndex, model: ServingModel, products: list[Product]) -> float:
+def _write(index: EdgeIndex, model: InferenceModel, products: list[Product]) -> float:
     started = time.perf_counter()
-    items = indexed_items(model, products)
+    items = encode_products(model, products)
     encode_s = time.perf_counter() - started
     index.apply(items)
     return encode_s

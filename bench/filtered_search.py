@@ -23,7 +23,7 @@ from _common import write_result
 from _recommender_world import LAYOUTS, catalog, ensure_shard, open_shard
 from recommender import METHODS, in_process, recall_at_10, workload
 
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 
 SHARD_OF = {"Similar": "similar", "Complementary": "complementary", "Inspire": "similar"}
 
@@ -48,8 +48,8 @@ def main() -> None:
     print(f"== world: {args.items:,} synthetic items, cache {cache}")
     leaf, in_stock = catalog(cache, args.items)
     models = {
-        "similar": load_serving_model(args.similar_model.resolve(), threads=1),
-        "complementary": load_serving_model(args.complementary_model.resolve(), threads=1),
+        "similar": load_inference_model(args.similar_model.resolve(), threads=1),
+        "complementary": load_inference_model(args.complementary_model.resolve(), threads=1),
     }
     requests = workload(leaf, in_stock, models["complementary"].complementary_map, args.queries)
     results: dict[str, Any] = {"items": args.items, "layouts": {}}

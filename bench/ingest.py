@@ -22,11 +22,10 @@ from _common import Timer, ensure_model, write_result
 from kafka import KafkaProducer
 
 from vitrine.data.synthetic import SyntheticConfig, generate
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.broker import BrokerConfig, LocalKafkaBroker, free_port
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import (
     FLUSHING_PRODUCER,
     KafkaSettings,
@@ -35,6 +34,7 @@ from vitrine.stream.kafka import (
     make_consumer,
     make_producer,
 )
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.publisher import CatalogPublisher
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.topics import ensure_catalog_topics
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model_dir = ensure_model(args.model)
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     catalog = generate(SyntheticConfig(n_products=args.events, n_sessions=10, n_baskets=10, seed=3))
     products = list(catalog.products)
 

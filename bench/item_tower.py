@@ -74,7 +74,7 @@ def measure(model_dir: Path, products: Sequence[Any], threads: int, min_seconds:
 
     from vitrine.catalog.features import FeatureConfig, FeatureExtractor
     from vitrine.model.artifacts import load_task
-    from vitrine.model.serving import load_serving_model
+    from vitrine.model.inference import load_inference_model
     from vitrine.model.text_branch import encode_texts, load_text_encoder
     from vitrine.model.train import feature_tensors
 
@@ -82,7 +82,7 @@ def measure(model_dir: Path, products: Sequence[Any], threads: int, min_seconds:
     card, task = load_task(model_dir)
     features = FeatureConfig.from_dict(card.features)
     extractor = FeatureExtractor(features)
-    serving = load_serving_model(model_dir, threads=threads)
+    serving = load_inference_model(model_dir, threads=threads)
     sentence = features.text_branch == "sentence"
     st_model = load_text_encoder(features.sentence_encoder) if sentence else None
     if st_model is not None:

@@ -43,7 +43,7 @@ from google.protobuf.json_format import MessageToDict
 from vitrine.api.requests import RequestParser
 from vitrine.index.edge import EdgeIndex
 from vitrine.index.port import ScoredItem, SearchFilter, SearchRequest
-from vitrine.model.serving import ServingModel, load_serving_model
+from vitrine.model.inference import InferenceModel, load_inference_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.similar import similar
@@ -124,7 +124,7 @@ def task_runner(method: str, served: ServedModel) -> Callable[[Any], Any]:
 
 
 def in_process(
-    method: str, shard: EdgeIndex, model: ServingModel, requests: list[Any], threads: int
+    method: str, shard: EdgeIndex, model: InferenceModel, requests: list[Any], threads: int
 ) -> dict[str, Any]:
     """ANN time and whole-task time per request, in this process, with `threads` concurrent callers."""
     lock = threading.Lock()
@@ -309,8 +309,8 @@ def main() -> None:
 
     print(f"== world: {args.items:,} synthetic items, cache {cache}")
     leaf, in_stock = catalog(cache, args.items)
-    models = {"similar": load_serving_model(args.similar_model, threads=1)}
-    models["complementary"] = load_serving_model(args.complementary_model, threads=1)
+    models = {"similar": load_inference_model(args.similar_model, threads=1)}
+    models["complementary"] = load_inference_model(args.complementary_model, threads=1)
     builds = {name: ensure_shard(cache, name, m, args.items) for name, m in models.items()}
     requests = workload(leaf, in_stock, models["complementary"].complementary_map, args.queries)
     shard_of = {"Similar": "similar", "Complementary": "complementary", "Inspire": "similar"}

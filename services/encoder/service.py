@@ -15,11 +15,11 @@ from kafka.errors import KafkaError
 
 from vitrine.errors import ConfigError
 from vitrine.index import open_index
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, MetricsServer, serve_metrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.kafka import FLUSHING_PRODUCER, KafkaSettings, TopicNames, make_consumer, make_producer
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.topics import ensure_catalog_topics
 from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
@@ -50,7 +50,7 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     kafka = KafkaSettings(
         settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
     )
-    model = load_serving_model(settings.model_dir)
+    model = load_inference_model(settings.model_dir)
     version = model.model_version
     log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
     topics = TopicNames(

@@ -23,7 +23,7 @@ from vitrine.index import open_index
 from vitrine.index.port import VectorIndex
 from vitrine.index.shard_state import ShardState, remove_shard
 from vitrine.model.card import read_card
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.registry import ServedModel
 from vitrine.stream.kafka import KafkaSettings, make_consumer
@@ -48,7 +48,7 @@ class ModelLoader:
     def load(self, spec: ModelSettings) -> ServedModel:
         """The model's towers and its index; in embedded mode the feed is started (see `wait_ready`)."""
         key = self.key(spec)
-        model = load_serving_model(spec.model_dir, threads=self.settings.model_threads)
+        model = load_inference_model(spec.model_dir, threads=self.settings.model_threads)
         version = model.model_version
         s = self.settings
         if s.index_mode == "server":

@@ -18,11 +18,11 @@ from kafka import KafkaProducer
 from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.index.port import Tombstone
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import H_REASON, KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, group_progress, make_consumer, make_producer
+from vitrine.stream.pipeline import EncoderPipeline
 from vitrine.stream.records import decode_vector_change
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
@@ -95,7 +95,7 @@ def running_encoder(
     """The same pipeline and worker with either sink: the vectors topic (embedded mode; by default
     each batch a transaction with its dead letters and offsets, or plain writes and commits) or a
     Qdrant collection through the server adapter (qdrant-client's in-process engine)."""
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     metrics = EncoderMetrics()
     producer: KafkaProducer | TransactionalProducer
     transactions = None

@@ -23,10 +23,9 @@ from kafka.structs import TopicPartition
 
 from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.index.port import Change, WriteResult
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import (
     FLUSHING_PRODUCER,
     KafkaSettings,
@@ -35,6 +34,7 @@ from vitrine.stream.kafka import (
     make_consumer,
     make_producer,
 )
+from vitrine.stream.pipeline import EncoderPipeline
 from vitrine.stream.records import decode_vector_change
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.transactions import make_transactional_producer
@@ -126,7 +126,7 @@ class InProcessEncoder:
 def start_encoder(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, model_dir: Path
 ) -> Iterator[Callable[..., tuple[InProcessEncoder, KafkaVectorSink]]]:
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     started: list[InProcessEncoder] = []
 
     def start(

@@ -35,13 +35,13 @@ from vitrine.data.synthetic import COMPLEMENTARY_MAP, SyntheticConfig, generate
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import VectorIndex
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import ServingModel, load_serving_model
+from vitrine.model.inference import InferenceModel, load_inference_model
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
 from vitrine.serving.diversity import nearest_clusters
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
 from vitrine.stream.broker import free_port
+from vitrine.stream.pipeline import encode_products
 from vitrine.v1 import recommender_pb2 as pb
 from vitrine.v1 import recommender_pb2_grpc
 
@@ -52,8 +52,8 @@ N_PRODUCTS = 600
 @dataclass
 class World:
     products: dict[str, Product]
-    similar_model: ServingModel
-    complementary_model: ServingModel
+    similar_model: InferenceModel
+    complementary_model: InferenceModel
     similar_index: EdgeIndex
     registry: ModelRegistry
     server: GrpcServer
@@ -74,8 +74,8 @@ class World:
         ]
 
 
-def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    index.apply(indexed_items(model, products))
+def _fill(index: VectorIndex, model: InferenceModel, products: list[Product]) -> None:
+    index.apply(encode_products(model, products))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def world(
     products = list(
         generate(SyntheticConfig(n_products=N_PRODUCTS, seed=11, n_sessions=10, n_baskets=10)).products
     )
-    sim, compl = load_serving_model(model_dir), load_serving_model(complementary_model_dir)
+    sim, compl = load_inference_model(model_dir), load_inference_model(complementary_model_dir)
     root = tmp_path_factory.mktemp("recommend")
     indexes: list[VectorIndex] = []
     models: dict[str, ServedModel] = {}
@@ -156,21 +156,46 @@ def test_similar_for_an_inline_product_stays_in_its_category_and_skips_its_dupli
 # -- Complementary ------------------------------------------------------------------------------------
 
 
-def test_complements_come_from_the_mapped_categories_interleaved(
+def test_complements_skip_the_own_category_rank_by_score_and_name_theirs(
     world: World, client: RecommenderClient
 ) -> None:
-    cmap = world.complementary_model.complementary_map
     anchor = world.of_leaf("Laptops")[0]
-    targets = cmap["Laptops"]
     result = client.complementary(anchor.product_id, limit=9)
     assert len(result.ids) == 9 and result.model_version == world.complementary_model.model_version
     leaves = [world.leaf(i) for i in result.ids]
-    assert set(leaves) <= set(targets) and "Laptops" not in leaves
-    # interleaved in the map's order: the first round has one item of each target, first target first
-    assert leaves[: len(targets)] == targets[: len(targets)]
+    assert "Laptops" not in leaves
+    scores = [i.score for i in result.items]
+    assert scores == sorted(scores, reverse=True)  # one query over every category, ranked by score
     assert all(i.target_category == world.leaf(i.product_id) for i in result.items)
     assert all(i.anchor_product_id == anchor.product_id and i.task == "complementary" for i in result.items)
-    assert result.items[0].reason == f"goes with {anchor.product_id}: {targets[0]}"
+    assert result.items[0].reason == f"goes with {anchor.product_id}: {leaves[0]}"
+
+
+def test_the_evaluation_ranks_exactly_what_the_grpc_method_serves(
+    world: World, client: RecommenderClient
+) -> None:
+    """`vitrine eval recommend` scores the complementary model through the gRPC method's own function
+    (its own Edge shard, exact search): for the same products both give the same list. Control: the
+    former evaluation path (per-category queries over the mined prior, merged) gives other lists, so
+    this comparison would catch an evaluation that measures something the service does not serve."""
+    from vitrine.eval.recommend import served_complementary_scores
+
+    products = [p for p in world.products.values() if p.availability.purchasable]  # the default filter
+    row = {p.product_id: i for i, p in enumerate(products)}
+    served_scores = served_complementary_scores(world.complementary_model, products, {})
+    gated_scores = served_complementary_scores(world.complementary_model, products, {}, targets_per_query=3)
+    anchors = [
+        p for leaf in ("Laptops", "Smartphones", "Running Shoes", "Dresses") for p in world.of_leaf(leaf)[:3]
+    ]
+    differs = 0
+    for anchor in anchors:
+        served = client.complementary(anchor.product_id, limit=20).ids
+        q = np.array([row[anchor.product_id]])
+        evaluated = [products[i].product_id for i in np.argsort(-served_scores(q)[0], kind="stable")[:20]]
+        assert evaluated == served, anchor.product_id
+        gated = [products[i].product_id for i in np.argsort(-gated_scores(q)[0], kind="stable")[:20]]
+        differs += gated != served
+    assert differs >= len(anchors) // 2
 
 
 def test_complements_match_the_catalogues_ground_truth(world: World, client: RecommenderClient) -> None:
@@ -189,10 +214,10 @@ def test_named_target_categories_and_inline_products(world: World, client: Recom
     anchor = world.of_leaf("Smartphones")[0]
     result = client.complementary(anchor.product_id, limit=6, target_categories=["Chargers", "Headphones"])
     assert [world.leaf(i) for i in result.ids] == ["Chargers", "Headphones"] * 3
-    inline = client.complementary(product=replace(anchor, product_id=""), limit=6)
-    assert inline.ids and {world.leaf(i) for i in inline.ids} <= set(
-        world.complementary_model.complementary_map["Smartphones"]
-    )
+    inline = client.complementary(product=replace(anchor, product_id="", description=""), limit=6)
+    assert len(inline.ids) == 6 and "Smartphones" not in {world.leaf(i) for i in inline.ids}
+    # an inline copy of an indexed product (same content as its payload) gets the same complements
+    assert inline.ids == client.complementary(anchor.product_id, limit=6).ids
     code, details = _code(
         lambda: client.complementary(anchor.product_id, target_categories=["Chargers", "Smartphones"])
     )

@@ -28,11 +28,11 @@ from kafka.structs import TopicPartition
 from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, RecommenderMetrics
 from vitrine.stream.dead_letters import H_OFFSET, H_REASON, KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, make_consumer, make_producer
+from vitrine.stream.pipeline import EncoderPipeline
 from vitrine.stream.records import SourceRecord, decode_vector_change, encode_vector_change
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.transactions import TransactionalProducer, make_transactional_producer
@@ -79,7 +79,7 @@ def encoder(
     unique_name: Callable[[str], str],
 ) -> Iterator[Encoder]:
     """The encoder's pipeline and worker on a thread, with either sink, as the service wires them."""
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     metrics = EncoderMetrics()
     transactions = None
     producer: KafkaProducer | TransactionalProducer
@@ -187,7 +187,7 @@ def test_an_invalid_event_with_a_null_header_is_dead_lettered_and_the_pipeline_g
 ) -> None:
     # kafka-python's producer cannot send a null header value, but the protocol, the Java client and
     # librdkafka can, and kafka-python's consumer hands it over as None: the record as consumed
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     producer: KafkaProducer | TransactionalProducer
     if transactional:
         producer = make_transactional_producer(kafka_settings, unique_name("poison-txn"))
@@ -228,7 +228,7 @@ def test_a_version_at_or_above_2_63_is_dead_lettered_before_any_sink_sees_it(
 def test_one_undecodable_record_on_the_vectors_topic_does_not_stop_a_replica_feed(
     kafka_settings: KafkaSettings, catalog_topics: TopicNames, tmp_path: Path, model_dir: Path
 ) -> None:
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     index = EdgeIndex(EdgeIndexConfig(tmp_path / "shard", model.dim, fresh=True, wal=False))
     metrics = RecommenderMetrics()
     feed = VectorFeed(

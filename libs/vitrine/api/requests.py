@@ -14,8 +14,8 @@ from vitrine.errors import InvalidEventError, InvalidRequestError
 from vitrine.index.port import SearchFilter
 from vitrine.serving.anchors import AnchorRef
 from vitrine.serving.complementary import ComplementaryQuery
-from vitrine.serving.filters import Caps, RequestFilter
 from vitrine.serving.inspire import InspireQuery, Strategy
+from vitrine.serving.selection import Caps, RequestFilter
 from vitrine.serving.similar import SimilarQuery
 from vitrine.v1 import catalog_pb2
 from vitrine.v1 import recommender_pb2 as pb

@@ -20,7 +20,7 @@ import numpy as np
 
 from vitrine.catalog.schema import Product, normalise_text
 
-TEXT_BRANCHES = ("hashed", "sentence")
+TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +43,11 @@ class FeatureConfig:
     price_max: float = 10_000.0
     brand_buckets: int = 1 << 14
     seller_buckets: int = 1 << 10
-    # sentence branch only: what text the sentence encoder sees, and its output size
+    # sentence branches only: the encoder, its output size, and whether it reads the category path
+    # and description after the title (else the title alone)
     sentence_encoder: str = ""
     sentence_dim: int = 0
+    sentence_context: bool = False
 
     def __post_init__(self) -> None:
         if self.text_branch not in TEXT_BRANCHES:
@@ -59,6 +61,14 @@ class FeatureConfig:
             raise ValueError("max_text_tokens and max_category_levels must be positive")
         if any(n < 1 for n in self.char_ngrams):
             raise ValueError(f"char_ngrams must be positive sizes, got {self.char_ngrams}")
+
+    @property
+    def uses_hashed(self) -> bool:
+        return self.text_branch in ("hashed", "hashed+sentence")
+
+    @property
+    def uses_sentence(self) -> bool:
+        return self.text_branch in ("sentence", "hashed+sentence")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,7 +181,7 @@ class FeatureExtractor:
         cfg = self.config
         n = len(products)
         bags: list[tuple[list[int], list[float]]] = []
-        if cfg.text_branch == "hashed":
+        if cfg.uses_hashed:
             for product in products:
                 merged: dict[int, float] = {}
                 for key, weight in self.text_tokens(product).items():
@@ -207,8 +217,17 @@ class FeatureExtractor:
         return np.array([self.leaf_category_id(c) for c in categories], dtype=np.int64)
 
     def sentence_text(self, product: Product) -> str:
-        """What a pretrained sentence encoder reads for a product (sentence text branch)."""
-        return product.title if product.title.strip() else product.description[:512]
+        """What a pretrained sentence encoder reads for a product (sentence text branches): the title
+        (else the description); with `sentence_context`, then the category path and the description."""
+        title = product.title.strip()
+        if not self.config.sentence_context:
+            return title if title else product.description[:512]
+        parts = [title] if title else []
+        if product.category_path:
+            parts.append(" > ".join(product.category_path))
+        if product.description.strip():
+            parts.append(product.description.strip()[:300])
+        return " | ".join(parts)
 
 
 def pad_features(batches: Sequence[Features]) -> Features:

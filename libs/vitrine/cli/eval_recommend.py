@@ -1,4 +1,4 @@
-"""`vitrine eval recommend`: a model and four baselines on the same held-out pairs, as one JSON object."""
+"""`vitrine eval recommend`: a model (as served) and the baselines on the same held-out pairs, as one JSON object."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "recommend",
         help="evaluate a similar/complementary model against baselines",
-        description='Prints {"model": {...}, "baselines": {"random", "popularity", "tfidf", "minilm"}, '
-        '"pairs": N} with recall@10, recall@50, ndcg@10, mrr and coverage (exact k-NN).',
+        description='Prints {"model": {...}, "baselines": {"random", "popularity", "tfidf", "bm25", "minilm", '
+        '"two_hop", "two_hop_tfidf"}, "pairs": N} with recall@10, recall@50, ndcg@10, mrr and coverage. '
+        "The model runs its served path with exact instead of ANN search.",
     )
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="exported model directory")
     parser.add_argument(
@@ -26,16 +27,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--task", required=True, choices=TASKS, help="which pairs to evaluate on")
     parser.add_argument("--json", action="store_true", help="print only the JSON object (no table)")
     parser.add_argument(
-        "--baselines", default="random,popularity,tfidf,minilm", help="comma-separated subset (default: all)"
+        "--baselines",
+        default="random,popularity,tfidf,bm25,minilm,two_hop,two_hop_tfidf",
+        help="comma-separated subset (default: all)",
     )
     parser.add_argument(
-        "--targets", type=int, default=16, help="complementary model: target categories queried per product"
+        "--targets",
+        type=int,
+        default=0,
+        help="complementary model: 0 (default, as served) searches every category; N > 0 replays the "
+        "former gated design: the N most probable target categories of the mined prior, interleaved",
     )
     parser.add_argument(
         "--merge",
         choices=("score", "interleave"),
         default="score",
-        help="complementary model: merge per-category results by log-prior + logit, or round-robin",
+        help="complementary model: list order, by score (as served) or round-robin over categories",
     )
     parser.add_argument("--seed", type=int, default=0, help="tie-breaking and random baseline seed")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="MiniLM title vectors cache")
@@ -56,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from vitrine.data.datasets import load_dataset, parse_spec
     from vitrine.errors import ConfigError
     from vitrine.eval.recommend import evaluate
-    from vitrine.model.serving import load_serving_model
+    from vitrine.model.inference import load_inference_model
 
     spec = parse_spec(args.dataset)
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    towers = load_serving_model(args.model)
+    towers = load_inference_model(args.model)
     dataset = load_dataset(spec)
     try:
         result = evaluate(

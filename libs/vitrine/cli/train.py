@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vitrine.model.config import EncoderConfig, TrainConfig  # plain dataclasses: no torch
+from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
 
 TASKS = ("similar", "complementary")
-TEXT_BRANCHES = ("hashed", "sentence")
+TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
 DEFAULTS = TrainConfig()
 
 
@@ -44,7 +44,21 @@ def register(subparsers: Any) -> None:
         "--aux-weight",
         type=float,
         default=DEFAULTS.aux_weight,
-        help="complementary reconstruction loss weight",
+        help="complementary: target-category reconstruction loss weight (default: off)",
+    )
+    parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=None,
+        help="complementary serving: weight of the title TF-IDF cosine next to the tower's logit "
+        "(stored in the model card; default 10, 0 = tower only)",
+    )
+    parser.add_argument(
+        "--conditional-weight",
+        type=float,
+        default=DEFAULTS.conditional_weight,
+        help="complementary: loss weight of the query given the true target category, next to the "
+        "any-category query that serves (default: %(default)s)",
     )
     parser.add_argument(
         "--patience", type=int, default=DEFAULTS.patience, help="early stopping patience in epochs"
@@ -73,7 +87,19 @@ def register(subparsers: Any) -> None:
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="sentence text branches: cache of the catalogue's sentence vectors (default: the eval cache)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _default_cache() -> Path:
+    from vitrine.cli.eval_recommend import DEFAULT_CACHE
+
+    return DEFAULT_CACHE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,12 +112,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         features = FeatureConfig(text_branch=args.text_branch)
-        if args.text_branch == "sentence":
+        if args.text_branch != "hashed":
             from vitrine.model.text_branch import encoder_dimension, load_text_encoder
 
             dim = encoder_dimension(load_text_encoder(args.sentence_encoder))
             features = FeatureConfig(
-                text_branch="sentence", sentence_encoder=args.sentence_encoder, sentence_dim=dim
+                text_branch=args.text_branch,
+                sentence_encoder=args.sentence_encoder,
+                sentence_dim=dim,
+                # the concatenated branch reads title, category path and description
+                sentence_context=args.text_branch == "hashed+sentence",
             )
         setup = TrainingSetup(
             specs=tuple(parse_specs(args.dataset)),
@@ -104,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 uniform_negatives=args.negatives,
                 logq_correction=not args.no_logq,
                 aux_weight=args.aux_weight,
+                conditional_weight=args.conditional_weight,
                 patience=args.patience,
                 seed=args.seed,
                 kmeans_k=args.kmeans_k,
@@ -119,8 +150,12 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
             ),
             category_map=CategoryMapConfig(min_support=args.min_support),
+            retrieval=RetrievalConfig()
+            if args.lexical_weight is None
+            else RetrievalConfig(lexical_weight=args.lexical_weight),
             untrained=args.untrained,
             progress=not args.no_progress,
+            cache_dir=args.cache_dir or _default_cache(),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -2,23 +2,25 @@
 
 Which pairs: on a dataset the model was trained on, only its test split (recomputed from the seed
 and fractions in the model card); on a dataset it never saw, all of the dataset's pairs. The model
-is evaluated as it is served, through its ONNX towers (`ServingModel`):
+is evaluated as it is served, through its ONNX towers (`InferenceModel`):
 
-- similar model: exact k-NN of the query's item vector;
-- complementary model: one query per target category (the `targets_per_query` most probable
-  targets of the query's leaf under the mined co-purchase prior), each searching only its target
-  category; results merged by log-prior + tower logit (or round-robin over the ranked map with
-  merge="interleave"); the rest of the catalogue follows, so every pair has a rank.
+- similar model: exact k-NN of the query's item vector (what `serving.similar` asks the index for);
+- complementary model: the gRPC method's own function, `vitrine.serving.complementary.complementary`,
+  over a real Qdrant Edge shard holding the catalogue's item vectors (written as the encoder writes
+  them), each query by product id, with the engine's exact search instead of HNSW: the only
+  difference from the service. Each query asks for `SERVED_DEPTH` items (plus its other known
+  positives, which the filtered ranking removes); items beyond the list are ranked below it.
 
-Baselines see exactly the same pairs: random, popularity (how often an item is a positive in the
-training pairs; leave-one-out counts over the evaluated pairs for an unseen dataset), TF-IDF cosine
-on titles, and zero-shot all-MiniLM-L6-v2 cosine on titles.
+Baselines see exactly the same pairs (`vitrine.eval.baselines`): random, popularity, TF-IDF, BM25,
+MiniLM, two_hop and two_hop_tfidf. The co-purchase baselines and popularity learn from the training
+pairs (all other pairs on an unseen dataset). On complementary pairs every ranker (the model's served
+path too) excludes the query's own leaf category: no complementary pair lies inside one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +32,25 @@ from vitrine.catalog.schema import Product
 from vitrine.data.datasets import Dataset, DatasetSpec
 from vitrine.data.pairs import Pair, PairConfig, SplitConfig, product_splits, split_pairs, task_pairs
 from vitrine.errors import DataError
-from vitrine.eval.baselines import minilm_scores, popularity_scores, random_scores, tfidf_scores
+from vitrine.eval.baselines import (
+    EXCLUDED,
+    bm25_scores,
+    excluding_own_leaf,
+    minilm_scores,
+    popularity_scores,
+    random_scores,
+    tfidf_scores,
+    two_hop_scores,
+    two_hop_tfidf_scores,
+)
 from vitrine.eval.ranking import ScoreFn, evaluate_ranker, metrics_from_ranks
 from vitrine.model.card import ModelCard
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "popularity", "tfidf", "minilm")
+BASELINES = ("random", "popularity", "tfidf", "bm25", "minilm", "two_hop", "two_hop_tfidf")
 MERGES = ("score", "interleave")
+SERVED_DEPTH = 100  # items each served list is asked for (recall@k up to 100, the plots' last point)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,7 @@ class EvalPairs:
     positives: dict[int, set[int]]  # every known positive of each query (for filtered ranking)
     reference_counts: np.ndarray | None  # popularity from training pairs; None = leave-one-out
     mode: str  # "test_split" | "all_pairs"
+    reference_pairs: np.ndarray  # [R, 2] co-purchase graph of the two-hop baselines
 
 
 def trained_on(card: ModelCard, spec: DatasetSpec) -> bool:
@@ -80,82 +94,60 @@ def select_pairs(dataset: Dataset, spec: DatasetSpec, task: str, card: ModelCard
     if reference is not None:
         counts = np.bincount([index[b] for _, b in reference], minlength=len(index)).astype(np.float64)
     arr = np.array([(index[a], index[b]) for a, b in chosen], dtype=np.int64)
-    return EvalPairs(arr[:, 0], arr[:, 1], positives, counts, mode)
+    # an unseen dataset: the other pairs are the graph (a query is never its own neighbour)
+    graph = np.array(
+        [(index[a], index[b]) for a, b in (everything if reference is None else reference)], dtype=np.int64
+    ).reshape(-1, 2)
+    return EvalPairs(arr[:, 0], arr[:, 1], positives, counts, mode, graph)
 
 
-def fallback_targets(complementary_map: Mapping[str, Sequence[str]], n: int) -> list[str]:
-    """The targets to query for a leaf the map does not know: the map's most common targets."""
-    score: Counter[str] = Counter()
-    for targets in complementary_map.values():
-        for rank, target in enumerate(targets):
-            score[target] += 1.0 / (rank + 1)
-    return [t for t, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
-
-
-def _plans(
-    towers: Any, leaves: Sequence[str], targets_per_query: int, merge: str
-) -> list[list[tuple[str, float]]]:
-    """Per query leaf: the target categories to query, with their prior P(target | leaf)."""
-    if merge == "score":
-        return [towers.complementary_targets(leaf, targets_per_query) for leaf in leaves]
-    fallback = fallback_targets(towers.complementary_map, targets_per_query)
-    plans = []
-    for leaf in leaves:
-        targets = list(towers.complementary_map.get(leaf) or fallback)[:targets_per_query]
-        plans.append([(t, 1.0) for t in targets])
-    return plans
-
-
-def complementary_scores(
-    towers: Any,
+def served_complementary_scores(
+    model: Any,
     products: Sequence[Product],
-    item_vectors: np.ndarray,
-    targets_per_query: int,
-    merge: str = "score",
+    positives: Mapping[int, set[int]],
+    targets_per_query: int = 0,
+    display: str = "score",
+    workdir: Path | None = None,
 ) -> ScoreFn:
-    """Complementary serving: one query per target category, each searching only that category.
+    """The complementary model as served: `serving.complementary.complementary` on a Qdrant Edge shard.
 
-    merge="score": candidates of all queried categories ranked by log P(target | leaf) + q_t . v / T
-    (prior from the mined co-purchase statistics, T the training temperature: the tower's logit).
-    merge="interleave": the ranked map's categories in turn, round-robin, best items first.
-    Either way the rest of the catalogue follows by best query score, so every pair has a rank.
+    `targets_per_query` > 0 replays the former design instead (the N most probable target categories
+    under the mined co-purchase prior, named as targets: one conditional query each, interleaved).
     """
-    if merge not in MERGES:
-        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
-    leaves = np.array([p.leaf_category for p in products])
-    members = {leaf: np.flatnonzero(leaves == leaf) for leaf in np.unique(leaves)}
-    empty = np.zeros(0, dtype=np.int64)
+    from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+    from vitrine.index.port import SearchFilter
+    from vitrine.serving.anchors import AnchorRef
+    from vitrine.serving.complementary import ComplementaryQuery, complementary
+    from vitrine.serving.deadline import Deadline
+    from vitrine.serving.registry import ServedModel
+    from vitrine.serving.selection import RequestFilter
+    from vitrine.stream.pipeline import encode_products
+
+    if display not in MERGES:
+        raise ValueError(f"merge must be one of {MERGES}, got {display!r}")
+    root = Path(tempfile.mkdtemp(prefix="vitrine-eval-", dir=workdir))
+    index = EdgeIndex(EdgeIndexConfig(root / "shard", model.dim, fresh=True, wal=False))
+    items = encode_products(model, products)
+    for start in range(0, len(items), 1024):
+        index.apply(items[start : start + 1024])
+    served = ServedModel("eval", model.model_version, "complementary", index, model)
+    row_of = {p.product_id: i for i, p in enumerate(products)}
     n = len(products)
-    temperature = float(getattr(towers, "temperature", 1.0))
+    everything = RequestFilter(SearchFilter(in_stock_only=False))
 
     def score(queries: np.ndarray) -> np.ndarray:
-        plans = _plans(towers, [leaves[q] for q in queries], targets_per_query, merge)
-        flat_products = [products[q] for q, plan in zip(queries, plans, strict=True) for _ in plan]
-        flat_targets = [t for plan in plans for t, _ in plan]
-        vectors = towers.encode_complementary_queries(flat_products, flat_targets)
-        out = np.empty((len(queries), n), dtype=np.float64)
-        offset = 0
-        for row, plan in enumerate(plans):
-            q_vectors = vectors[offset : offset + len(plan)]
-            offset += len(plan)
-            if not plan:
-                out[row] = 0.0
-                continue
-            scores = q_vectors @ item_vectors.T  # [T, N]
-            # listed: items of the queried categories; rest: everything else, after them
-            key = np.full(n, -np.inf)
-            for order, (target, prior) in enumerate(plan):
-                idx = members.get(target, empty)
-                if merge == "score":
-                    key[idx] = np.log(prior) + scores[order, idx] / temperature
-                else:
-                    ranked = idx[np.argsort(-scores[order, idx], kind="stable")]
-                    key[ranked] = -(np.arange(len(ranked)) * len(plan) + order).astype(np.float64)
-            listed = np.isfinite(key)
-            floor = key[listed].min() if listed.any() else 0.0
-            best = scores.max(axis=0)
-            key[~listed] = floor - 1e3 + best[~listed]
-            out[row] = key
+        out = np.full((len(queries), n), EXCLUDED, dtype=np.float64)
+        for row, q in enumerate(queries):
+            product = products[int(q)]
+            depth = SERVED_DEPTH + len(positives.get(int(q), ()))
+            targets: tuple[str, ...] = ()
+            if targets_per_query > 0:
+                planned = model.complementary_targets(product.leaf_category, targets_per_query)
+                targets = tuple(t for t, _ in planned)
+            query = ComplementaryQuery(AnchorRef(product.product_id), depth, targets, everything, display)
+            ranked = complementary(served, query, Deadline.none(), exact=True)
+            for rank, rec in enumerate(ranked):
+                out[row, row_of[rec.product_id]] = float(depth - rank)
         return out
 
     return score
@@ -180,11 +172,14 @@ def evaluate(
     spec: DatasetSpec,
     task: str,
     baselines: Sequence[str] = BASELINES,
-    targets_per_query: int = 16,
+    targets_per_query: int = 0,
     merge: str = "score",
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> EvalResult:
+    """The model (as served) and `baselines` on the same pairs. `merge`: the complementary display
+    order ("score" or "interleave", see `serving.complementary`); `targets_per_query` > 0: the former
+    gated design (see `served_complementary_scores`)."""
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; allowed: {', '.join(BASELINES)}")
@@ -192,13 +187,17 @@ def evaluate(
     n = len(products)
     pairs = select_pairs(dataset, spec, task, card)
     log.info("%s %s: %d pairs (%s), %d products", spec.label, task, len(pairs.queries), pairs.mode, n)
-    item_vectors = towers.encode_items(products)
-    if card.task == "complementary" and task == "complementary":
-        model_fn = complementary_scores(towers, products, item_vectors, targets_per_query, merge)
+    complementary = task == "complementary"
+    if card.task == "complementary" and complementary:
+        model_fn = served_complementary_scores(towers, products, pairs.positives, targets_per_query, merge)
     else:
+        item_vectors = towers.encode_items(products)
 
         def model_fn(queries: np.ndarray) -> np.ndarray:
             return item_vectors[queries] @ item_vectors.T
+
+        if complementary:  # a similar model on complementary pairs: k-NN outside the own leaf
+            model_fn = excluding_own_leaf(model_fn, [p.leaf_category for p in products])
 
     def run(fn: ScoreFn) -> tuple[dict[str, float], np.ndarray]:
         return evaluate_ranker(fn, pairs.queries, pairs.targets, pairs.positives, n, seed=seed)
@@ -209,7 +208,10 @@ def evaluate(
         if name == "popularity" and pairs.reference_counts is None:
             metrics, ranks = _leave_one_out_popularity(pairs, n, seed)
         else:
-            metrics, ranks = run(_baseline(name, products, pairs, seed, cache_dir))
+            fn = _baseline(name, products, pairs, seed, cache_dir)
+            if complementary:
+                fn = excluding_own_leaf(fn, [p.leaf_category for p in products])
+            metrics, ranks = run(fn)
         result.baselines[name] = metrics
         result.ranks[name] = ranks
     return result
@@ -226,6 +228,12 @@ def _baseline(
         return popularity_scores(pairs.reference_counts)
     if name == "tfidf":
         return tfidf_scores(products)
+    if name == "bm25":
+        return bm25_scores(products)
+    if name == "two_hop":
+        return two_hop_scores(products, pairs.reference_pairs)
+    if name == "two_hop_tfidf":
+        return two_hop_tfidf_scores(products, pairs.reference_pairs)
     return minilm_scores(products, cache_dir)
 
 

@@ -33,6 +33,7 @@ from vitrine.index.port import (
 from vitrine.index.versioning import plan_versions
 
 T = TypeVar("T")
+Record = tuple[dict[str, Any], Sequence[float] | None]  # a stored point: payload and vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +96,19 @@ class IndexAdapter(ABC):
 
     def versions(self, product_ids: Sequence[str]) -> dict[str, int]:
         records = self._records(product_ids, with_vector=False)
-        return {r.payload["product_id"]: int(r.payload["version"]) for r in records}
+        return {payload["product_id"]: int(payload["version"]) for payload, _ in records}
 
     def get(self, product_ids: Sequence[str]) -> dict[str, IndexedItem]:
         out: dict[str, IndexedItem] = {}
-        for r in self._records(product_ids, with_vector=True):
-            if r.payload.get("deleted"):
+        for payload, vector in self._records(product_ids, with_vector=True):
+            if payload.get("deleted"):
                 continue
-            pid = r.payload["product_id"]
-            vector = np.asarray(self._engine_vector(r), dtype=np.float32)
-            out[pid] = IndexedItem(pid, int(r.payload["version"]), vector, ItemPayload.from_dict(r.payload))
+            pid = payload["product_id"]
+            v = np.asarray(vector, dtype=np.float32)
+            out[pid] = IndexedItem(pid, int(payload["version"]), v, ItemPayload.from_dict(payload))
         return out
 
-    def _records(self, product_ids: Sequence[str], with_vector: bool) -> list[Any]:
+    def _records(self, product_ids: Sequence[str], with_vector: bool) -> list[Record]:
         if not product_ids:
             return []
         ids = [point_id(p) for p in product_ids]
@@ -183,11 +184,8 @@ class IndexAdapter(ABC):
     def _engine_upsert(self, points: list[Point]) -> None: ...
 
     @abstractmethod
-    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Any]:
-        """Records with `.payload` (and the vector, read by `_engine_vector`)."""
-
-    @abstractmethod
-    def _engine_vector(self, record: Any) -> Sequence[float]: ...
+    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
+        """(payload, vector) of the points that exist; the vector is None without `with_vector`."""
 
     @abstractmethod
     def _engine_query(self, requests: list[SearchRequest], exact: bool) -> list[list[Any]]:

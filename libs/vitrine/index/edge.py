@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vitrine.errors import IndexBackendError
-from vitrine.index.base import IndexAdapter, Point
-from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.base import IndexAdapter, Point, Record
 from vitrine.index.layout import (
     DEFAULT_FULL_SCAN_POINTS,
     PAYLOAD_FIELDS,
@@ -18,6 +17,7 @@ from vitrine.index.layout import (
     full_scan_threshold_kb,
 )
 from vitrine.index.port import SearchFilter, SearchRequest
+from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
 from vitrine.index.shard_state import check_not_foreign, remove_shard
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,10 @@ class EdgeIndex(IndexAdapter):
             qe.UpdateOperation.upsert_points([qe.Point(p.id, p.vector, p.payload) for p in points])
         )
 
-    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Any]:
+    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
         ids: list[Any] = list(point_ids)  # the shard takes ints, UUIDs or strings
-        return list(self._shard.retrieve(ids, with_payload=True, with_vector=with_vector))
-
-    def _engine_vector(self, record: Any) -> Sequence[float]:
-        # a shard with one unnamed vector returns either the list or {"": list}
-        vector = record.vector
-        return list(next(iter(vector.values()))) if isinstance(vector, dict) else list(vector)
+        records = self._shard.retrieve(ids, with_payload=True, with_vector=with_vector)
+        return [(r.payload or {}, _dense(r.vector) if with_vector else None) for r in records]
 
     def _engine_query(self, requests: list[SearchRequest], exact: bool) -> list[list[Any]]:
         qe = self._qe
@@ -158,3 +154,8 @@ class EdgeIndex(IndexAdapter):
     def _engine_close(self) -> None:
         self._shard.flush()
         self._shard.close()
+
+
+def _dense(vector: Any) -> list[float]:
+    # a shard with one unnamed vector returns either the list or {"": list}
+    return list(next(iter(vector.values()))) if isinstance(vector, dict) else list(vector)

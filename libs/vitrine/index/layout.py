@@ -40,9 +40,3 @@ DEFAULT_FULL_SCAN_POINTS = 2_000
 def full_scan_threshold_kb(points: int, dim: int) -> int:
     """Qdrant expresses the threshold in KiB of float32 vectors, not in points."""
     return max(1, points * dim * 4 // 1024)
-
-
-def scan_layout() -> tuple[dict[str, PayloadField], int]:
-    """The layout before graph links were chosen per field (Qdrant's defaults: links on every field,
-    a 10 MB full-scan threshold = 40k points at dim 64): kept for the side-by-side benchmark."""
-    return {name: PayloadField(spec.kind, graph=True) for name, spec in PAYLOAD_FIELDS.items()}, 40_000

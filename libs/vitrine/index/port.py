@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vitrine.catalog.schema import Product, dedup_key
+
 # Stable point ids: Qdrant accepts unsigned ints or UUIDs; product ids are arbitrary strings.
 _POINT_NAMESPACE = uuid.UUID("8f0c3c1e-6d1b-4a55-9d53-5a4f0d7e2b10")
 
@@ -81,6 +83,22 @@ class ItemPayload:
         )
 
 
+def payload_for(product: Product, cluster: int = -1) -> ItemPayload:
+    """What the index holds for a product: what filters, caps and reasons read (an inline product of a
+    request gets the same, without a cluster)."""
+    return ItemPayload(
+        title=product.title,
+        brand=product.brand,
+        seller=product.seller,
+        category_path=product.category_path,
+        price=product.price,
+        currency=product.currency,
+        in_stock=product.availability.purchasable,
+        cluster=cluster,
+        dedup_key=dedup_key(product),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedItem:
     """An upsert: the product's item vector and payload at `version`."""
@@ -128,6 +146,7 @@ class SearchFilter:
     price_max: float | None = None
     clusters: tuple[int, ...] = ()
     leaf_categories: tuple[str, ...] = ()  # match the leaf category exactly (a complementary target)
+    exclude_leaf_categories: tuple[str, ...] = ()  # leaf categories never returned (a product's own)
 
 
 @dataclass(frozen=True, slots=True)

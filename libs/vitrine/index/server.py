@@ -10,15 +10,14 @@ in-process mode (`url=":memory:"` or a local path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vitrine.errors import IndexBackendError
-from vitrine.index.base import IndexAdapter, Point
-from vitrine.index.filters import FilterModels, build_filter, live_filter
+from vitrine.index.base import IndexAdapter, Point, Record
 from vitrine.index.layout import DEFAULT_FULL_SCAN_POINTS, PAYLOAD_FIELDS, full_scan_threshold_kb
 from vitrine.index.port import SearchFilter, SearchRequest
+from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +138,11 @@ class QdrantServerIndex(IndexAdapter):
         )
         self.client.upsert(self.collection, points=structs, wait=True, update_filter=older)
 
-    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Any]:
-        return list(
-            self.client.retrieve(self.collection, point_ids, with_payload=True, with_vectors=with_vector)
+    def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
+        records = self.client.retrieve(
+            self.collection, point_ids, with_payload=True, with_vectors=with_vector
         )
-
-    def _engine_vector(self, record: Any) -> Sequence[float]:
-        return record.vector  # type: ignore[no-any-return]
+        return [(r.payload, r.vector if with_vector else None) for r in records]
 
     def _engine_query(self, requests: list[SearchRequest], exact: bool) -> list[list[Any]]:
         m = self._m

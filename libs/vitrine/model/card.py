@@ -7,6 +7,7 @@ No torch here: serving reads the card. Files in a model directory:
     centroids.npy                     k-means centroids of the item space [k, dim] (inspirational serving)
     item_tower.onnx                   written by `vitrine export`
     query_tower_complementary.onnx    written by `vitrine export` (complementary models)
+    lexical.json                      title idf table for hybrid complementary scoring (complementary models)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ModelCard:
     train: dict[str, Any]
     complementary_map: dict[str, list[str]] = field(default_factory=dict)
     category_prior: dict[str, Any] = field(default_factory=dict)  # CategoryPrior.to_dict()
+    retrieval: dict[str, Any] = field(default_factory=dict)  # RetrievalConfig.to_dict() (complementary)
     pairs: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     category_map: dict[str, Any] = field(default_factory=dict)

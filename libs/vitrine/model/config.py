@@ -65,7 +65,15 @@ class TrainConfig:
     temperature: float = 0.1
     uniform_negatives: int = 256  # uniformly sampled catalogue items per batch (mixed negatives)
     logq_correction: bool = True
-    aux_weight: float = 0.2  # complementary: target-category reconstruction loss weight
+    # complementary: the target-category reconstruction loss of the conditional query (0 = off: it
+    # reconstructs the category the tower was just given, and did not help served recall)
+    aux_weight: float = 0.0
+    # complementary: weight of the conditional query's loss (true target leaf given) next to the
+    # "any category" query's, which is what serves a product when the caller names no category
+    conditional_weight: float = 0.5
+    # complementary: mask in-batch false negatives (other training partners of the query) and the
+    # query's own leaf (serving never returns it, so training need not push it down)
+    mask_known_partners: bool = True
     patience: int = 3  # epochs without validation improvement before stopping
     eval_k: int = 50  # early stopping watches validation recall@eval_k
     seed: int = 13
@@ -89,4 +97,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    """How a complementary model is served (`vitrine.serving.complementary`), stored in its card.
+
+    The any-category query's ANN candidates (`rerank_depth` of them) are re-scored by
+    q.v / T + `lexical_weight` x the title TF-IDF cosine of query and candidate (0 = tower only);
+    the weight was chosen on validation recall (docs/EVALUATION.md).
+    """
+
+    lexical_weight: float = 10.0
+    rerank_depth: int = 200
+
+    def __post_init__(self) -> None:
+        if self.lexical_weight < 0 or self.rerank_depth < 1:
+            raise ValueError("lexical_weight must be >= 0 and rerank_depth >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetrievalConfig:
         return _from_dict(cls, data)

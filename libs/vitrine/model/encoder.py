@@ -7,6 +7,8 @@ concatenated, then an MLP. The text branch is pluggable:
   scratch; language-agnostic and fast.
 - `sentence`: a frozen pretrained sentence encoder's vector (computed outside the tower, once per
   product), projected to `text_dim`.
+- `hashed+sentence`: both, concatenated (the sentence vector through its trainable adapter adds to
+  the hashed bag rather than replacing it).
 
 The category table is shared by every level of the path and by the leaf-name embedding, so the
 complementary query tower can embed a *target* category with the same table.
@@ -25,7 +27,8 @@ CONTENT_INPUTS = ("category_ids", "leaf_id", "price_bucket", "brand_id", "seller
 
 
 def text_input_names(features: FeatureConfig) -> tuple[str, ...]:
-    return ("text_ids", "text_weights") if features.text_branch == "hashed" else ("text_vec",)
+    hashed = ("text_ids", "text_weights") if features.uses_hashed else ()
+    return (*hashed, "text_vec") if features.uses_sentence else hashed
 
 
 def item_input_names(features: FeatureConfig) -> tuple[str, ...]:
@@ -74,20 +77,39 @@ class SentenceText(nn.Module):
         return self.proj(text_vec)
 
 
+class HashedAndSentenceText(nn.Module):
+    """The hashed bag and the sentence adapter side by side: [bag ; adapter(sentence vector)]."""
+
+    def __init__(self, hashed: HashedBagText, sentence: SentenceText) -> None:
+        super().__init__()
+        self.hashed = hashed
+        self.sentence = sentence
+
+    def forward(self, text_ids: Tensor, text_weights: Tensor, text_vec: Tensor) -> Tensor:
+        return torch.cat([self.hashed(text_ids, text_weights), self.sentence(text_vec)], dim=-1)
+
+
 class ProductEncoder(nn.Module):
     def __init__(self, features: FeatureConfig, config: EncoderConfig) -> None:
         super().__init__()
         self.features = features
         self.config = config
         self.text: nn.Module
+        if features.uses_sentence and features.sentence_dim < 1:
+            raise ValueError("the sentence text branch needs FeatureConfig.sentence_dim")
+        text_width = config.text_dim
         if features.text_branch == "hashed":
             self.text = HashedBagText(
                 features.text_buckets, config.text_dim, config.token_dropout, config.init_std
             )
-        else:
-            if features.sentence_dim < 1:
-                raise ValueError("the sentence text branch needs FeatureConfig.sentence_dim")
+        elif features.text_branch == "sentence":
             self.text = SentenceText(features.sentence_dim, config.text_dim)
+        else:
+            self.text = HashedAndSentenceText(
+                HashedBagText(features.text_buckets, config.text_dim, config.token_dropout, config.init_std),
+                SentenceText(features.sentence_dim, config.text_dim),
+            )
+            text_width = 2 * config.text_dim
         self.category = nn.Embedding(
             features.category_buckets, config.category_dim, padding_idx=0, sparse=True
         )
@@ -100,11 +122,7 @@ class ProductEncoder(nn.Module):
             _init_table(table, config.init_std)
         # category input = mean over path levels ++ leaf-name embedding
         in_dim = (
-            config.text_dim
-            + 2 * config.category_dim
-            + config.price_dim
-            + config.brand_dim
-            + config.seller_dim
+            text_width + 2 * config.category_dim + config.price_dim + config.brand_dim + config.seller_dim
         )
         self.mlp = nn.Sequential(
             nn.LayerNorm(in_dim),
@@ -117,9 +135,10 @@ class ProductEncoder(nn.Module):
 
     def zero_text_rows(self, buckets: torch.Tensor) -> None:
         """Zero the rows of text buckets training never used (see `FeatureStore.mask_rare_tokens`)."""
-        if isinstance(self.text, HashedBagText) and buckets.numel():
+        bag = self.text.hashed if isinstance(self.text, HashedAndSentenceText) else self.text
+        if isinstance(bag, HashedBagText) and buckets.numel():
             with torch.no_grad():
-                self.text.embedding.weight[buckets] = 0.0
+                bag.embedding.weight[buckets] = 0.0
 
     def randomize_embeddings(self, generator: torch.Generator, std: float = 0.1) -> None:
         """Random embedding tables, for a model deliberately left untrained (smoke tests, demos):
@@ -169,7 +188,10 @@ class ComplementaryQueryTower(nn.Module):
         )
 
     def forward(self, inputs: dict[str, Tensor], target_category_id: Tensor) -> Tensor:
-        h = self.encoder.hidden(inputs)
+        """Target id 0 (the padding row: a zero embedding) asks for complements of any category."""
+        return self.from_hidden(self.encoder.hidden(inputs), inputs, target_category_id)
+
+    def from_hidden(self, h: Tensor, inputs: dict[str, Tensor], target_category_id: Tensor) -> Tensor:
         target = self.encoder.category(target_category_id)
         seller = self.encoder.seller(inputs["seller_id"])
         return F.normalize(h + self.project(torch.cat([h, target, seller], dim=-1)), dim=-1)

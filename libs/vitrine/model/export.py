@@ -150,15 +150,84 @@ class SentenceComplementaryQuery(nn.Module):
         return self.tower(inputs, target_category_id)
 
 
+class HashedSentenceItemTower(nn.Module):
+    def __init__(self, encoder: ProductEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(
+        self,
+        text_ids: Tensor,
+        text_weights: Tensor,
+        text_vec: Tensor,
+        category_ids: Tensor,
+        leaf_id: Tensor,
+        price_bucket: Tensor,
+        brand_id: Tensor,
+        seller_id: Tensor,
+    ) -> Tensor:
+        return self.encoder(
+            {
+                "text_ids": text_ids,
+                "text_weights": text_weights,
+                "text_vec": text_vec,
+                "category_ids": category_ids,
+                "leaf_id": leaf_id,
+                "price_bucket": price_bucket,
+                "brand_id": brand_id,
+                "seller_id": seller_id,
+            }
+        )
+
+
+class HashedSentenceComplementaryQuery(nn.Module):
+    def __init__(self, task: ComplementaryTask) -> None:
+        super().__init__()
+        self.tower = task.query_tower
+
+    def forward(
+        self,
+        text_ids: Tensor,
+        text_weights: Tensor,
+        text_vec: Tensor,
+        category_ids: Tensor,
+        leaf_id: Tensor,
+        price_bucket: Tensor,
+        brand_id: Tensor,
+        seller_id: Tensor,
+        target_category_id: Tensor,
+    ) -> Tensor:
+        inputs = {
+            "text_ids": text_ids,
+            "text_weights": text_weights,
+            "text_vec": text_vec,
+            "category_ids": category_ids,
+            "leaf_id": leaf_id,
+            "price_bucket": price_bucket,
+            "brand_id": brand_id,
+            "seller_id": seller_id,
+        }
+        return self.tower(inputs, target_category_id)
+
+
+_ITEM_TOWERS = {
+    "hashed": HashedItemTower,
+    "sentence": SentenceItemTower,
+    "hashed+sentence": HashedSentenceItemTower,
+}
+_QUERY_TOWERS = {
+    "hashed": HashedComplementaryQuery,
+    "sentence": SentenceComplementaryQuery,
+    "hashed+sentence": HashedSentenceComplementaryQuery,
+}
+
+
 def _item_module(encoder: ProductEncoder) -> nn.Module:
-    return (
-        HashedItemTower(encoder) if encoder.features.text_branch == "hashed" else SentenceItemTower(encoder)
-    )
+    return _ITEM_TOWERS[encoder.features.text_branch](encoder)
 
 
 def _query_module(task: ComplementaryTask) -> nn.Module:
-    hashed = task.encoder.features.text_branch == "hashed"
-    return HashedComplementaryQuery(task) if hashed else SentenceComplementaryQuery(task)
+    return _QUERY_TOWERS[task.encoder.features.text_branch](task)
 
 
 def _dynamic_shapes(names: Sequence[str], with_target: bool) -> tuple[dict[int, Any], ...]:
@@ -257,9 +326,7 @@ def export_model(
     features = FeatureConfig.from_dict(card.features)
     names = item_input_names(features)
     sample = list(products[:256])
-    text_vec = (
-        sentence_vectors(sample, features, text_encoder) if features.text_branch == "sentence" else None
-    )
+    text_vec = sentence_vectors(sample, features, text_encoder) if features.uses_sentence else None
     inputs = example_inputs(sample, features, text_vec)
     task.eval()
     item = _item_module(task.encoder)
@@ -275,7 +342,7 @@ def export_model(
         _export(query, (*inputs.values(), target), names, path, target=True)
         parity.append(check_parity(query, path, inputs, target, "query_tower_complementary"))
         files["query_tower_complementary"] = COMPLEMENTARY_QUERY_FILE
-    if features.text_branch == "sentence":
+    if features.uses_sentence:
         files["text_encoder"] = TEXT_ENCODER_DIR
         parity.append(
             _export_text_encoder(features, sample, model_dir / TEXT_ENCODER_DIR, inputs["text_vec"])
@@ -311,8 +378,9 @@ def _export_text_encoder(
 
 
 def _some_target(card: ModelCard, product: Product) -> str:
-    """A realistic target category for a parity row: the product's first mapped target, else its own leaf."""
-    targets = card.complementary_map.get(product.leaf_category) or [product.leaf_category]
+    """A realistic target category for a parity row: the product's first mapped target, else "" (any
+    category: the query that serves a product when the caller names none)."""
+    targets = card.complementary_map.get(product.leaf_category) or [""]
     return targets[0]
 
 

@@ -30,6 +30,7 @@ def sampled_softmax_loss(
     query_ids: Tensor | None = None,
     log_q_positives: Tensor | None = None,
     log_q_negatives: Tensor | None = None,
+    extra_mask: Tensor | None = None,
 ) -> Tensor:
     """Cross-entropy of each query's own positive among in-batch positives + uniform negatives.
 
@@ -37,6 +38,8 @@ def sampled_softmax_loss(
     accidental hits: a candidate that *is* the row's positive (duplicate in the batch) or the
     query item itself (tied towers score it ~1) is removed, never counted as a negative.
     log_q_*: per-candidate log sampling counts for the correction (omit to disable it).
+    extra_mask: bool [B, B + M], further candidates to remove per query (known false negatives:
+    other partners of the same query; candidates a served query never competes with).
     """
     candidates = positives if negatives is None else torch.cat([positives, negatives], dim=0)
     candidate_ids = positive_ids if negative_ids is None else torch.cat([positive_ids, negative_ids])
@@ -49,6 +52,8 @@ def sampled_softmax_loss(
     hit = candidate_ids.unsqueeze(0) == positive_ids.unsqueeze(1)
     if query_ids is not None:
         hit = hit | (candidate_ids.unsqueeze(0) == query_ids.unsqueeze(1))
+    if extra_mask is not None:
+        hit = hit | extra_mask
     own = torch.zeros_like(hit)
     own[labels, labels] = True
     logits = logits.masked_fill(hit & ~own, float("-inf"))

@@ -23,8 +23,9 @@ from vitrine.model.artifacts import save_centroids, save_weights
 from vitrine.model.card import CENTROIDS_FILE, WEIGHTS_FILE, ModelCard, make_model_version
 from vitrine.model.category_map import CategoryMapConfig, mine_category_prior, mine_complementary_map
 from vitrine.model.clusters import fit_centroids
-from vitrine.model.config import EncoderConfig, TrainConfig
+from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
+from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
@@ -41,17 +42,21 @@ class TrainingSetup:
     pairs: PairConfig = field(default_factory=PairConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     category_map: CategoryMapConfig = field(default_factory=CategoryMapConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     untrained: bool = False
     progress: bool = True
+    cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
 
 
 def index_pairs(pairs: Sequence[tuple[str, str]], index: dict[str, int]) -> np.ndarray:
     return np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int64).reshape(-1, 2)
 
 
-def prepare_features(products: Sequence[Product], config: FeatureConfig) -> FeatureStore:
+def prepare_features(
+    products: Sequence[Product], config: FeatureConfig, cache_dir: Path | None = None
+) -> FeatureStore:
     features = FeatureExtractor(config).extract(products)
-    text_vec = sentence_vectors(products, config) if config.text_branch == "sentence" else None
+    text_vec = sentence_vectors(products, config, cache_dir=cache_dir) if config.uses_sentence else None
     return FeatureStore(feature_tensors(features, text_vec))
 
 
@@ -89,7 +94,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         complementary_map = mine_complementary_map(by_split["train"], dataset.by_id(), setup.category_map)
         category_prior = mine_category_prior(by_split["train"], dataset.by_id()).to_dict()
 
-    store = prepare_features(products, setup.features)
+    store = prepare_features(products, setup.features, setup.cache_dir)
     rare_buckets = store.mask_rare_tokens(cfg.min_token_products)
     log.info("text buckets left out (in < %d products): %d", cfg.min_token_products, len(rare_buckets))
     encoder = ProductEncoder(setup.features, setup.encoder)
@@ -111,6 +116,8 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         metrics = {
             "best_epoch": result.best_epoch,
             f"val_recall@{cfg.eval_k}": result.best_val_recall,
+            # what the best epoch scored: served (selection) and, for complementary, the oracle
+            "best": result.best_record,
             "stopped_early": result.stopped_early,
             "history": result.history,
         }
@@ -125,6 +132,9 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     files = {"weights": WEIGHTS_FILE}
     if centroids is not None:
         files["centroids"] = CENTROIDS_FILE
+    if cfg.task == "complementary":
+        TitleTfidf.fit(p.title for p in products).save(out_dir)
+        files["lexical"] = LEXICAL_FILE
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     card = ModelCard(
         model_version=make_model_version(cfg.task, weights),
@@ -137,6 +147,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         train=cfg.to_dict(),
         complementary_map=complementary_map,
         category_prior=category_prior,
+        retrieval=setup.retrieval.to_dict() if cfg.task == "complementary" else {},
         pairs=setup.pairs.to_dict(),
         split={
             **setup.split.to_dict(),

@@ -2,7 +2,10 @@
 
 - `SimilarityTask`: tied towers (query tower = item tower = the Product Encoder).
 - `ComplementaryTask`: item tower = the Product Encoder; query tower = `ComplementaryQueryTower`
-  (same encoder + target category + seller), plus the target-category reconstruction loss.
+  (same encoder + target category + seller). Each pair trains the query twice: with target "any"
+  (id 0: "what goes with this product", scored against items of every category, so the tower itself
+  learns *which* categories fit) and with the positive's true leaf (the conditional query a caller
+  gets by naming target categories), the second weighted by `conditional_weight`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Batch:
     negative_ids: Tensor | None
     target_category: Tensor | None = None  # complementary: leaf-name id of each positive
     target_index: Tensor | None = None  # complementary: row of that leaf in `candidate_categories`
+    # complementary: per query, which candidates are known partners (masked) or in its own leaf
+    candidate_mask: Tensor | None = None
 
 
 class SimilarityTask(nn.Module):
@@ -56,9 +61,10 @@ class SimilarityTask(nn.Module):
         log_q = mixed_log_q(int(batch.positive_ids.shape[0]), n_neg, self.pool_size, self.popularity)
         return log_q[batch.positive_ids], None if batch.negative_ids is None else log_q[batch.negative_ids]
 
-    def retrieval_loss(self, queries: Tensor, batch: Batch) -> Tensor:
-        positives = self.item_vectors(batch.positive)
-        negatives = None if batch.negative is None else self.item_vectors(batch.negative)
+    def retrieval_loss(
+        self, queries: Tensor, batch: Batch, items: tuple[Tensor, Tensor | None] | None = None
+    ) -> Tensor:
+        positives, negatives = items if items is not None else self.candidate_vectors(batch)
         log_q_pos, log_q_neg = self._log_q(batch)
         return sampled_softmax_loss(
             queries,
@@ -70,7 +76,13 @@ class SimilarityTask(nn.Module):
             query_ids=batch.query_ids,
             log_q_positives=log_q_pos,
             log_q_negatives=log_q_neg,
+            extra_mask=batch.candidate_mask,
         )
+
+    def candidate_vectors(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        positives = self.item_vectors(batch.positive)
+        negatives = None if batch.negative is None else self.item_vectors(batch.negative)
+        return positives, negatives
 
     def forward(self, batch: Batch) -> Tensor:
         return self.retrieval_loss(self.query_vectors(batch.query), batch)
@@ -92,19 +104,28 @@ class ComplementaryTask(SimilarityTask):
         self.register_buffer("candidate_categories", candidate_categories, persistent=False)
 
     def query_vectors(self, features: FeatureBatch, target_category: Tensor | None = None) -> Tensor:
+        """Query vectors for `target_category` (leaf-name ids); None or id 0 = any category."""
         if target_category is None:
-            raise ValueError("the complementary query tower needs a target category")
+            target_category = torch.zeros_like(features["leaf_id"])
         return self.query_tower(features, target_category)
 
     def forward(self, batch: Batch) -> Tensor:
         if batch.target_category is None or batch.target_index is None:
             raise ValueError("a complementary batch needs target_category and target_index")
-        queries = self.query_vectors(batch.query, batch.target_category)
-        loss = self.retrieval_loss(queries, batch)
-        if self.config.aux_weight > 0:
-            table = self.encoder.category(self.candidate_categories)
-            aux = category_reconstruction_loss(queries, self.reconstruct, table, batch.target_index)
-            loss = loss + self.config.aux_weight * aux
+        items = self.candidate_vectors(batch)
+        hidden = self.encoder.hidden(batch.query)
+        any_target = torch.zeros_like(batch.target_category)
+        loss = self.retrieval_loss(
+            self.query_tower.from_hidden(hidden, batch.query, any_target), batch, items
+        )
+        if self.config.conditional_weight > 0 or self.config.aux_weight > 0:
+            queries = self.query_tower.from_hidden(hidden, batch.query, batch.target_category)
+            if self.config.conditional_weight > 0:
+                loss = loss + self.config.conditional_weight * self.retrieval_loss(queries, batch, items)
+            if self.config.aux_weight > 0:
+                table = self.encoder.category(self.candidate_categories)
+                aux = category_reconstruction_loss(queries, self.reconstruct, table, batch.target_index)
+                loss = loss + self.config.aux_weight * aux
         return loss
 
 

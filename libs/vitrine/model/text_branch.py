@@ -8,7 +8,10 @@ export` writes to `DIR/text_encoder/`, and the export checks that the two agree.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,8 @@ import numpy as np
 from vitrine.catalog.features import FeatureConfig, FeatureExtractor
 from vitrine.catalog.schema import Product
 from vitrine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TEXT_ENCODER_DIR = "text_encoder"
 ROLE = "query"  # e5: the prefix for symmetric uses (product-to-product similarity)
@@ -42,13 +47,34 @@ def encode_texts(encoder: Any, texts: Sequence[str], batch_size: int = 64) -> np
     return encode(encoder, list(texts), ROLE, batch_size=batch_size)
 
 
-def sentence_vectors(products: Sequence[Product], config: FeatureConfig, encoder: Any = None) -> np.ndarray:
+def cached_sentence_vectors(
+    name_or_path: str, texts: Sequence[str], cache_dir: Path | None, encoder: Any = None
+) -> np.ndarray:
+    """`encode_texts` of `texts`, cached in `cache_dir` by a hash of the encoder name and the texts
+    (a catalogue takes minutes on a CPU; training and evaluation reuse the vectors)."""
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256("\n".join([name_or_path, *texts]).encode("utf-8")).hexdigest()[:16]
+        path = Path(cache_dir) / f"{name_or_path.replace('/', '_')}-{digest}.npy"
+        if path.is_file():
+            return np.load(path)
+    log.info("encoding %d texts with %s", len(texts), name_or_path)
+    vectors = encode_texts(encoder if encoder is not None else load_text_encoder(name_or_path), texts)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+    return vectors
+
+
+def sentence_vectors(
+    products: Sequence[Product], config: FeatureConfig, encoder: Any = None, cache_dir: Path | None = None
+) -> np.ndarray:
     """The `text_vec` input of the item tower for `products`."""
     if not config.sentence_encoder:
         raise ConfigError("FeatureConfig.sentence_encoder is empty; name the sentence encoder to use")
-    encoder = encoder if encoder is not None else load_text_encoder(config.sentence_encoder)
     extractor = FeatureExtractor(config)
-    vectors = encode_texts(encoder, [extractor.sentence_text(p) for p in products])
+    texts = [extractor.sentence_text(p) for p in products]
+    vectors = cached_sentence_vectors(config.sentence_encoder, texts, cache_dir, encoder)
     if len(products) and vectors.shape[1] != config.sentence_dim:
         raise ConfigError(
             f"sentence encoder gives {vectors.shape[1]} dims, config says {config.sentence_dim}"

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vitrine.catalog.features import Features
 from vitrine.model.config import TrainConfig
-from vitrine.model.tasks import Batch, FeatureBatch, SimilarityTask
+from vitrine.model.tasks import Batch, ComplementaryTask, FeatureBatch, SimilarityTask
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,29 @@ def encode_all(task: SimilarityTask, store: FeatureStore, batch_size: int = 1024
 
 
 @torch.no_grad()
-def pair_ranks(task: SimilarityTask, store: FeatureStore, pairs: np.ndarray, items: Tensor) -> np.ndarray:
+def pair_ranks(
+    task: SimilarityTask, store: FeatureStore, pairs: np.ndarray, items: Tensor, oracle: bool = False
+) -> np.ndarray:
     """0-based rank of each pair's target among all items (query excluded), exact dot-product kNN.
 
-    Complementary pairs are queried with the target's true leaf category (an oracle target: it
-    measures the towers alone; evaluation measures serving through the mined category map).
+    Complementary pairs are ranked as they are served (`vitrine.serving.complementary`): the "any
+    category" query against every item outside the query's own leaf. `oracle=True` gives the
+    conditional query the target's true leaf instead (it measures the towers alone, with the answer's
+    category given: recorded in the model card, never used to choose anything).
     """
     was_training = task.training
     task.eval()
     ranks = []
+    leaf = store.tensors["leaf_id"]
+    complementary = isinstance(task, ComplementaryTask)
     for start in range(0, len(pairs), 512):
         chunk = torch.from_numpy(pairs[start : start + 512])
         q_idx, t_idx = chunk[:, 0], chunk[:, 1]
-        target_cat = store.tensors["leaf_id"][t_idx]
+        target_cat = leaf[t_idx] if oracle else None
         queries = task.query_vectors(store.take(q_idx), target_cat)
         scores = queries @ items.T
+        if complementary and not oracle:
+            scores = scores.masked_fill(leaf.unsqueeze(0) == leaf[q_idx].unsqueeze(1), float("-inf"))
         scores[torch.arange(len(q_idx)), q_idx] = float("-inf")
         target_scores = scores[torch.arange(len(q_idx)), t_idx]
         ranks.append((scores > target_scores.unsqueeze(1)).sum(dim=1))
@@ -107,11 +115,28 @@ def pair_ranks(task: SimilarityTask, store: FeatureStore, pairs: np.ndarray, ite
     return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
 
 
+def known_pair_keys(pairs: np.ndarray, n_items: int) -> Tensor:
+    """Sorted `query * n_items + partner` keys of the training pairs (for false-negative masking)."""
+    return torch.unique(torch.from_numpy(pairs[:, 0] * n_items + pairs[:, 1]))
+
+
+def false_negative_mask(
+    store: FeatureStore, query_ids: Tensor, candidate_ids: Tensor, known: Tensor
+) -> Tensor:
+    """bool [B, C]: candidates that are another training partner of the query, or in its own leaf."""
+    keys = query_ids.unsqueeze(1) * store.size + candidate_ids.unsqueeze(0)
+    partner = torch.isin(keys, known)
+    leaf = store.tensors["leaf_id"]
+    same_leaf = leaf[candidate_ids].unsqueeze(0) == leaf[query_ids].unsqueeze(1)
+    return partner | same_leaf
+
+
 @dataclass(slots=True)
 class TrainResult:
     best_epoch: int
     best_val_recall: float
     history: list[dict[str, float]] = field(default_factory=list)
+    best_record: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
 
 
@@ -137,6 +162,7 @@ def make_batch(
     n_uniform: int,
     generator: torch.Generator,
     candidate_categories: Tensor | None,
+    known_pairs: Tensor | None = None,
 ) -> Batch:
     """The pairs' queries and positives, plus `n_uniform` items drawn uniformly from `negative_pool`."""
     q_idx, p_idx = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
@@ -155,6 +181,9 @@ def make_batch(
         target = store.tensors["leaf_id"][p_idx]
         batch.target_category = target
         batch.target_index = torch.searchsorted(candidate_categories, target)
+    if known_pairs is not None:
+        candidates = p_idx if n_idx is None else torch.cat([p_idx, n_idx])
+        batch.candidate_mask = false_negative_mask(store, q_idx, candidates, known_pairs)
     return batch
 
 
@@ -178,6 +207,8 @@ def train_task(
     rng = np.random.default_rng(config.seed)
     optimizers = _optimizers(task, config)
     candidate_categories = getattr(task, "candidate_categories", None)
+    complementary = isinstance(task, ComplementaryTask)
+    known = known_pair_keys(train_pairs, store.size) if complementary and config.mask_known_partners else None
     result = TrainResult(best_epoch=0, best_val_recall=-1.0)
     best_state = copy.deepcopy(task.state_dict())
     stale = 0
@@ -198,7 +229,7 @@ def train_task(
         for step in bar:
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             batch = make_batch(
-                store, all_pairs[rows], pool, config.uniform_negatives, generator, candidate_categories
+                store, all_pairs[rows], pool, config.uniform_negatives, generator, candidate_categories, known
             )
             loss = task(batch)
             for opt in optimizers:
@@ -218,12 +249,18 @@ def train_task(
             f"val_recall@{config.eval_k}": val_recall,
             "val_recall@10": float((ranks < 10).mean()) if len(ranks) else 0.0,
         }
+        if complementary:
+            oracle = pair_ranks(task, store, val_pairs, items, oracle=True)
+            record[f"val_oracle_recall@{config.eval_k}"] = (
+                float((oracle < config.eval_k).mean()) if len(oracle) else 0.0
+            )
         result.history.append(record)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
         if on_epoch is not None:
             on_epoch(record)
         if val_recall > result.best_val_recall:
             result.best_val_recall, result.best_epoch, stale = val_recall, epoch, 0
+            result.best_record = record
             best_state = copy.deepcopy(task.state_dict())
         else:
             stale += 1

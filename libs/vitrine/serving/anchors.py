@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vitrine.catalog.schema import Product, dedup_key
+from vitrine.catalog.schema import Product
 from vitrine.errors import NotFoundError
-from vitrine.index.port import IndexedItem, ItemPayload, VectorIndex
-from vitrine.model.serving import ServingModel
+from vitrine.index.port import IndexedItem, ItemPayload, SearchFilter, VectorIndex, payload_for
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.errors import NotConfiguredError
 
 
@@ -33,7 +32,7 @@ class Anchor:
     payload: ItemPayload
 
 
-def require_model(model: ServingModel | None, model_name: str, what: str) -> ServingModel:
+def require_model(model: InferenceModel | None, model_name: str, what: str) -> InferenceModel:
     if model is None:
         raise NotConfiguredError(
             f"model {model_name!r} is served from its index only: {what} needs its towers"
@@ -48,28 +47,12 @@ def lookup(index: VectorIndex, product_id: str) -> IndexedItem:
     return item
 
 
-def indexed_items(model: ServingModel, products: Sequence[Product], version: int = 1) -> list[IndexedItem]:
-    """What the encoder writes for these products (item vectors, each one's k-means cluster, the
-    filter payload), for code that fills an index directly: fixtures, benchmarks."""
-    vectors = model.encode_items(list(products))
-    clusters = model.assign_clusters(vectors)
-    return [
-        IndexedItem(p.product_id, version, v, replace(payload_of(p), cluster=int(c)))
-        for p, v, c in zip(products, vectors, clusters, strict=True)
-    ]
-
-
-def payload_of(product: Product) -> ItemPayload:
-    """What the index would hold for an inline product (the filters and dedup key need it)."""
-    return ItemPayload(
-        title=product.title,
-        brand=product.brand,
-        seller=product.seller,
-        category_path=product.category_path,
-        price=product.price,
-        currency=product.currency,
-        in_stock=product.availability.purchasable,
-        dedup_key=dedup_key(product),
+def excluding_anchor(f: SearchFilter, product_id: str, dedup: str) -> SearchFilter:
+    """`f`, also excluding the anchor (when it is in the index) and its duplicates."""
+    return replace(
+        f,
+        exclude_ids=(*f.exclude_ids, product_id) if product_id else f.exclude_ids,
+        exclude_dedup_keys=(*f.exclude_dedup_keys, dedup) if dedup else f.exclude_dedup_keys,
     )
 
 
@@ -88,7 +71,7 @@ def product_of(product_id: str, payload: ItemPayload) -> Product:
 
 
 def item_space_anchor(
-    index: VectorIndex, model: ServingModel | None, model_name: str, ref: AnchorRef
+    index: VectorIndex, model: InferenceModel | None, model_name: str, ref: AnchorRef
 ) -> Anchor:
     """The anchor's item vector: stored in the index, or computed by the item tower (inline)."""
     if ref.product is None:
@@ -96,4 +79,4 @@ def item_space_anchor(
         return Anchor(ref.product_id, item.vector, item.payload)
     tower = require_model(model, model_name, "an inline product")
     vector = tower.encode_items([ref.product])[0]
-    return Anchor("", vector, payload_of(ref.product))
+    return Anchor("", vector, payload_for(ref.product))

@@ -43,9 +43,6 @@ class Deadline:
     def none(cls) -> Deadline:
         return cls()
 
-    def remaining_s(self) -> float | None:
-        return None if self._at is None else self._at - time.monotonic()
-
     def check(self, what: str = "the request") -> None:
         if self._context is not None and not self._context.is_active():
             raise DeadlineExceededError(f"the caller cancelled {what}")

@@ -26,9 +26,9 @@ from vitrine.serving.anchors import require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
 from vitrine.serving.errors import NotConfiguredError
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 MMR_CANDIDATES_PER_ITEM = 4  # MMR picks from the nearest 4 x wanted (at least 50, at most 2,000)
 MIN_MMR_CANDIDATES = 50

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vitrine.index.port import VectorIndex
-from vitrine.model.serving import ServingModel
+from vitrine.model.inference import InferenceModel
 from vitrine.serving.errors import NotConfiguredError
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.results import Task
@@ -44,7 +44,7 @@ class ServedModel:
     model_version: str
     task: str
     index: VectorIndex
-    model: ServingModel | None = None
+    model: InferenceModel | None = None
     wait_ready: Callable[[float], bool] = _always_ready
     error: Callable[[], BaseException | None] = _no_error
     closers: tuple[Callable[[], None], ...] = ()

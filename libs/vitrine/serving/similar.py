@@ -4,14 +4,13 @@ anchor and its duplicates are filtered out inside the index."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from vitrine.index.port import SearchFilter
-from vitrine.serving.anchors import AnchorRef, item_space_anchor
+from vitrine.serving.anchors import AnchorRef, excluding_anchor, item_space_anchor
 from vitrine.serving.deadline import Deadline
-from vitrine.serving.filters import Candidates, RequestFilter, collect
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import Candidates, RequestFilter, collect
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +20,10 @@ class SimilarQuery:
     filters: RequestFilter = field(default_factory=RequestFilter)
 
 
-def exclusions(f: SearchFilter, product_id: str, dedup: str) -> SearchFilter:
-    return replace(
-        f,
-        exclude_ids=(*f.exclude_ids, product_id) if product_id else f.exclude_ids,
-        exclude_dedup_keys=(*f.exclude_dedup_keys, dedup) if dedup else f.exclude_dedup_keys,
-    )
-
-
 def similar(served: ServedModel, query: SimilarQuery, deadline: Deadline) -> list[Recommendation]:
     anchor = item_space_anchor(served.index, served.model, served.name, query.anchor)
     deadline.check()
-    f = exclusions(query.filters.index, anchor.product_id, anchor.payload.dedup_key)
+    f = excluding_anchor(query.filters.index, anchor.product_id, anchor.payload.dedup_key)
     reason = f"similar to {query.anchor.label}"
 
     def search(fetch: int) -> Candidates:

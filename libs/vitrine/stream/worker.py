@@ -30,9 +30,9 @@ from kafka.errors import CommitFailedError
 from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
 
 from vitrine.obs.metrics import EncoderMetrics
-from vitrine.stream.encoding import BatchOutcome, EncoderPipeline
 from vitrine.stream.failures import FailureKind, classify, describe, is_transient
 from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
+from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 

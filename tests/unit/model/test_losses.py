@@ -115,3 +115,16 @@ def test_category_reconstruction_loss_known_case() -> None:
     queries = torch.tensor([[2.0, 0.0]])
     loss = category_reconstruction_loss(queries, projection, table, torch.tensor([0]))
     assert float(loss) == pytest.approx(-log_softmax_at([2.0, 0.0, -2.0], 0), abs=1e-6)
+
+
+def test_extra_mask_removes_known_false_negatives_but_never_the_positive() -> None:
+    # row 0's candidate 1 is another known partner of query 0: masked, the loss is as if it was absent
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    ids = torch.tensor([10, 11])
+    mask = torch.tensor([[True, True], [False, False]])  # the own positive (0, 0) is never masked
+    loss = sampled_softmax_loss(q, p, ids, 1.0, extra_mask=mask)
+    expected = -(0.0 + log_softmax_at([0.8, 0.0], 1)) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    unmasked = sampled_softmax_loss(q, p, ids, 1.0)
+    assert float(unmasked) > float(loss)

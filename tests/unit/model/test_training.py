@@ -111,3 +111,39 @@ def test_config_round_trips() -> None:
     assert TrainConfig.from_dict(TrainConfig(task="complementary").to_dict()).task == "complementary"
     with pytest.raises(ValueError, match="similar"):
         TrainConfig(task="inspire")
+
+
+def test_false_negative_mask_marks_other_partners_and_the_own_leaf() -> None:
+    from vitrine.catalog.schema import Product
+    from vitrine.model.train import false_negative_mask, known_pair_keys
+
+    products = [
+        Product("phone", "phone", category_path=("R", "Phones")),
+        Product("case", "case", category_path=("R", "Cases")),
+        Product("charger", "charger", category_path=("R", "Chargers")),
+        Product("phone2", "phone two", category_path=("R", "Phones")),
+    ]
+    store = FeatureStore(feature_tensors(FeatureExtractor(SMALL).extract(products)))
+    known = known_pair_keys(np.array([[0, 1], [0, 2]]), store.size)
+    mask = false_negative_mask(store, torch.tensor([0]), torch.tensor([1, 2, 3]), known)
+    # case and charger are both partners of the phone; phone2 is in the phone's own leaf
+    assert mask.tolist() == [[True, True, True]]
+    other = false_negative_mask(store, torch.tensor([1]), torch.tensor([0, 2, 3]), known)
+    assert other.tolist() == [[False, False, False]]  # the case has no known partners, other leaves
+
+
+def test_any_category_query_is_the_padding_target() -> None:
+    products = load_dataset("synthetic:100").products[:4]
+    encoder = ProductEncoder(SMALL, EncoderConfig(dim=16)).eval()
+    from vitrine.model.tasks import ComplementaryTask
+
+    task = ComplementaryTask(encoder, TrainConfig(task="complementary"), torch.ones(4) / 4, torch.tensor([1]))
+    inputs = feature_tensors(FeatureExtractor(SMALL).extract(products))
+    with torch.no_grad():
+        encoder.category.weight.normal_()
+        encoder.category.weight[0].zero_()
+        implicit = task.query_vectors(inputs)
+        explicit = task.query_tower(inputs, torch.zeros(4, dtype=torch.int64))
+        named = task.query_vectors(inputs, torch.full((4,), 5))
+    torch.testing.assert_close(implicit, explicit)
+    assert not torch.allclose(implicit, named)

@@ -7,8 +7,8 @@ import numpy as np
 from vitrine.index.port import ItemPayload, ScoredItem
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
-from vitrine.serving.filters import MAX_FETCH, Caps, collect, first_fetch, select
 from vitrine.serving.results import Recommendation, Task
+from vitrine.serving.selection import MAX_FETCH, Caps, collect, first_fetch, select
 
 
 def rec(pid: str, seller: str = "s", leaf: str = "L", dedup: str = "") -> Recommendation:

@@ -19,8 +19,8 @@ from kafka.structs import ConsumerGroupMetadata, TopicPartition
 from vitrine.index.port import Change, IndexedItem, ItemPayload
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import KafkaDeadLetters
-from vitrine.stream.encoding import BatchOutcome
 from vitrine.stream.kafka import CONSUMER_DEFAULTS, require_read_committed
+from vitrine.stream.pipeline import BatchOutcome
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.sinks import KafkaVectorSink
 from vitrine.stream.transactions import (

@@ -1,6 +1,6 @@
 """Serving side of a model directory: ONNX towers + the exact training preprocessing. No torch.
 
-    model = load_serving_model("artifacts/models/similar")
+    model = load_inference_model("artifacts/models/similar")
     vectors = model.encode_items(products)          # float32 [n, dim], L2-normalised
     clusters = model.assign_clusters(vectors)       # int32 [n], -1 without centroids
     queries = model.encode_complementary_queries(products, ["Laptop Bags", ...])  # complementary only
@@ -29,6 +29,8 @@ from vitrine.model.card import (
 )
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
+from vitrine.model.config import RetrievalConfig
+from vitrine.model.lexical import LEXICAL_FILE, TitleTfidf
 
 OUTPUT_NAME = "vector"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -46,7 +48,7 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-class ServingModel:
+class InferenceModel:
     """One model version's towers, ready to encode products and complementary queries."""
 
     def __init__(self, model_dir: Path, card: ModelCard, threads: int = 0, text_encoder: Any = None) -> None:
@@ -60,6 +62,10 @@ class ServingModel:
         self.category_prior = CategoryPrior.from_dict(card.category_prior) if card.category_prior else None
         # the training softmax temperature: tower scores / temperature are logits comparable to log-priors
         self.temperature = float(card.train.get("temperature", 1.0))
+        # complementary serving: hybrid re-scoring of the tower's candidates by title TF-IDF
+        self.retrieval = RetrievalConfig.from_dict(card.retrieval) if card.retrieval else RetrievalConfig(0.0)
+        lexical_path = model_dir / card.files.get("lexical", LEXICAL_FILE)
+        self.lexical: TitleTfidf | None = TitleTfidf.load(lexical_path) if lexical_path.is_file() else None
         self.features = FeatureConfig.from_dict(card.features)
         self.extractor = FeatureExtractor(self.features)
         files = {"item_tower": ITEM_TOWER_FILE, **card.export.get("files", {})}
@@ -74,7 +80,7 @@ class ServingModel:
             np.load(centroids_path).astype(np.float32) if centroids_path.is_file() else None
         )
         self._text_encoder = text_encoder
-        if self.features.text_branch == "sentence" and self._text_encoder is None:
+        if self.features.uses_sentence and self._text_encoder is None:
             self._text_encoder = _load_text_embedder(
                 model_dir / files.get("text_encoder", TEXT_ENCODER_DIR), threads
             )
@@ -83,7 +89,7 @@ class ServingModel:
     def _feeds(self, products: Sequence[Product]) -> dict[str, np.ndarray]:
         features: Features = self.extractor.extract(products)
         feeds = features.to_feeds()
-        if self.features.text_branch == "sentence":
+        if self.features.uses_sentence:
             texts = [self.extractor.sentence_text(p) for p in products]
             # complementary queries repeat a product once per target category: encode each text once
             unique = list(dict.fromkeys(texts))
@@ -141,7 +147,7 @@ def _load_text_embedder(path: Path, threads: int) -> Any:
     return TextEmbedder(path, role="query", threads=threads or None)
 
 
-def load_serving_model(model_dir: str | Path, threads: int = 0) -> ServingModel:
+def load_inference_model(model_dir: str | Path, threads: int = 0) -> InferenceModel:
     """Load `DIR/model.json` and the ONNX towers written by `vitrine export`."""
     path = Path(model_dir)
-    return ServingModel(path, read_card(path), threads=threads)
+    return InferenceModel(path, read_card(path), threads=threads)

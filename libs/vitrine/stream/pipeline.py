@@ -20,10 +20,10 @@ from typing import Protocol
 
 import numpy as np
 
-from vitrine.catalog.schema import Product, ProductEvent, dedup_key
+from vitrine.catalog.schema import Product, ProductEvent
 from vitrine.catalog.validation import ValidationLimits, decode_event
 from vitrine.errors import InvalidEventError
-from vitrine.index.port import Change, IndexedItem, ItemPayload, Tombstone
+from vitrine.index.port import Change, IndexedItem, Tombstone, payload_for
 from vitrine.index.versioning import plan_versions
 from vitrine.obs.metrics import EncoderMetrics
 from vitrine.stream.dead_letters import DeadLetterSink
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class ItemEncoder(Protocol):
-    """What the encoder needs from a model (vitrine.model.serving.ServingModel provides it)."""
+    """What the encoder needs from a model (vitrine.model.inference.InferenceModel provides it)."""
 
     model_version: str
     dim: int
@@ -67,18 +67,23 @@ class BatchOutcome:
         self.dead_lettered.update(other.dead_lettered)
 
 
-def payload_for(product: Product, cluster: int) -> ItemPayload:
-    return ItemPayload(
-        title=product.title,
-        brand=product.brand,
-        seller=product.seller,
-        category_path=product.category_path,
-        price=product.price,
-        currency=product.currency,
-        in_stock=product.availability.purchasable,
-        cluster=cluster,
-        dedup_key=dedup_key(product),
-    )
+def encode_products(model: ItemEncoder, products: Sequence[Product], version: int = 1) -> list[IndexedItem]:
+    """What the encoder writes for these products at `version`: each one's item vector, k-means
+    cluster and filter payload, made by the same code as `EncoderPipeline`'s; for code that fills an
+    index directly (an offline build, benchmarks, test fixtures)."""
+    vectors = model.encode_items(list(products))
+    return _indexed(model, [(p.product_id, version, p, None) for p in products], vectors)
+
+
+def _indexed(
+    model: ItemEncoder, rows: Sequence[tuple[str, int, Product, datetime | None]], vectors: np.ndarray
+) -> list[IndexedItem]:
+    """Items from (product id, version, product, event time) rows and their item vectors."""
+    clusters = model.assign_clusters(vectors)
+    return [
+        IndexedItem(pid, version, vector, payload_for(product, int(cluster)), event_time)
+        for (pid, version, product, event_time), vector, cluster in zip(rows, vectors, clusters, strict=True)
+    ]
 
 
 class EncoderPipeline:
@@ -155,10 +160,8 @@ class EncoderPipeline:
         self.metrics.encode_seconds.observe(time.perf_counter() - started)
         if not ok:
             return changes
-        clusters = self.model.assign_clusters(vectors)
-        for (event, product, _), vector, cluster in zip(ok, vectors, clusters, strict=True):
-            payload = payload_for(product, int(cluster))
-            changes.append(IndexedItem(event.product_id, event.version, vector, payload, event.event_time))
+        rows = [(e.product_id, e.version, product, e.event_time) for e, product, _ in ok]
+        changes.extend(_indexed(self.model, rows, vectors))
         out.encoded = len(ok)
         return changes
 

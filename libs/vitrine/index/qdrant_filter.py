@@ -51,6 +51,8 @@ def build_filter(m: FilterModels, f: SearchFilter) -> Any:
         must_not.append(any_of("category_path", f.categories_exclude))
     if f.sellers_exclude:
         must_not.append(any_of("seller", f.sellers_exclude))
+    if f.exclude_leaf_categories:
+        must_not.append(any_of("leaf_category", f.exclude_leaf_categories))
     return m.Filter(must=must, must_not=must_not or None)
 
 
