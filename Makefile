@@ -14,7 +14,7 @@ KAFKA_POM := deploy/kafka/pom.xml
 KAFKA_TOOLS := $(VITRINE_CACHE)/kafka/tools
 KAFKA_TOOLS_POM := deploy/kafka/tools/pom.xml
 
-.PHONY: setup venv proto kafka-jars kafka-tools prometheus demo test test-fast lint format reliability bench clean
+.PHONY: setup venv proto kafka-jars kafka-tools prometheus ghz demo test test-fast lint format reliability bench clean
 
 ## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
 setup: venv proto kafka-jars
@@ -65,13 +65,22 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
+## ghz: the Go gRPC load generator the recommender benchmarks use, from the Go module proxy (installed only when missing)
+GHZ_VERSION := v0.93.0
+GOBIN ?= $(shell go env GOPATH 2>/dev/null)/bin
+ghz:
+	@command -v ghz >/dev/null 2>&1 || [ -x $(GOBIN)/ghz ] || go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
 ## test: lint + the whole test suite against real Kafka, gRPC, Qdrant Edge and Prometheus
 test: setup lint prometheus
 	VITRINE_KAFKA_LIB=$(KAFKA_LIB) $(PY) -m pytest -q
 
-## reliability: the long fault-injection runs (20 encoder kills, the full soak) on top of the CI-sized ones
-reliability: setup
-	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 $(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py
+## reliability: the long fault-injection runs (20 encoder kills, the full soak, overload past saturation) on top of the CI-sized ones
+reliability: setup ghz
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 VITRINE_RELIABILITY_REPORT_DIR=bench/results/reliability \
+		$(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py tests/integration/test_poison_records.py
+	$(PY) bench/reliability_report.py
+	PATH="$(GOBIN):$$PATH" $(PY) bench/overload.py
 	$(PY) bench/soak.py --minutes 10
 
 test-fast: setup

@@ -109,7 +109,8 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
         kafka_sink.restore()
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
-    pipeline = EncoderPipeline(model, sink, KafkaDeadLetters(producer, topics.dead_letters), metrics)
+    dead_letters = KafkaDeadLetters(producer, topics.dead_letters, envelopes=metrics.dead_letter_envelopes)
+    pipeline = EncoderPipeline(model, sink, dead_letters, metrics)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
     worker = EncoderWorker(
@@ -131,8 +132,8 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
             worker.stop()
 
     worker.on_caught_up = caught_up
-    metrics_server = serve_metrics(metrics.registry, settings.metrics_port)
-    log.info("encoder metrics on :%d/metrics", metrics_server.port)
+    metrics_server = serve_metrics(metrics.registry, settings.metrics_port, settings.metrics_host)
+    log.info("encoder metrics on %s:%d/metrics", settings.metrics_host, metrics_server.port)
     backfill_note = " (backfill: a new group replays from the earliest offset)" if settings.backfill else ""
     log.info("consumer group %s%s", group_id, backfill_note)
     return EncoderService(settings, worker, metrics_server)

@@ -105,6 +105,11 @@ class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
     metrics_port: int = Field(
         9101, ge=0, le=65535, description="/metrics port, 0 = any (VITRINE_ENCODER_METRICS_PORT)"
     )
+    metrics_host: str = Field(
+        "0.0.0.0",
+        description="address /metrics binds: Prometheus scrapes it from another host or pod; "
+        "127.0.0.1 keeps it local (VITRINE_ENCODER_METRICS_HOST)",
+    )
     create_topics: bool = Field(
         True, description="create missing topics at start (VITRINE_ENCODER_CREATE_TOPICS)"
     )

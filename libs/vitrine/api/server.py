@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vitrine.api.overload import OverloadLimits
 from vitrine.api.requests import RequestLimits
 from vitrine.api.servicer import RecommenderServicer, SnapshotSource, add_recommender_servicer
 from vitrine.obs.metrics import RecommenderMetrics
@@ -54,16 +55,21 @@ def create_grpc_server(
     limits: RequestLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    overload: OverloadLimits | None = None,
 ) -> GrpcServer:
+    """`workers` handler threads; `overload` bounds what waits for them, the response size and the
+    deadline of calls without one (default: `workers` running, twice as many queued)."""
+    overload = overload or OverloadLimits(max_concurrent_rpcs=workers, max_queued_rpcs=2 * workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
+        futures.ThreadPoolExecutor(max_workers=overload.max_concurrent_rpcs),
         interceptors=list(interceptors),
         # gRPC's default, stated here because docs/API.md quotes it (RESOURCE_EXHAUSTED above it)
-        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES), *overload.server_options()],
+        **overload.server_kwargs(),  # calls beyond running + queued: RESOURCE_EXHAUSTED at once
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)
-    add_recommender_servicer(RecommenderServicer(source, metrics, limits), server)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits, overload), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

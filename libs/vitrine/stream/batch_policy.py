@@ -31,7 +31,14 @@ class BatchPolicy:
     poll_timeout_ms: int = 200
     retry_backoff_ms: int = 200
     max_retry_backoff_ms: int = 10_000
+    # A batch that failed this many times in a row for a transient reason is retried record by
+    # record: one record can fail in a way that looks transient. A record that fails for what it
+    # holds is dead-lettered at once; one that fails transiently alone is waited out (the broker or
+    # the index is down: nothing to dead-letter it to, and every record would fail alike).
+    max_batch_attempts: int = 4
 
     def __post_init__(self) -> None:
         if self.max_records < 1 or self.max_wait_ms < 0 or self.poll_timeout_ms < 1:
             raise ValueError("max_records >= 1, max_wait_ms >= 0 and poll_timeout_ms >= 1 are required")
+        if self.max_batch_attempts < 1:
+            raise ValueError("max_batch_attempts >= 1 is required")
