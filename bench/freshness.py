@@ -41,6 +41,9 @@ from vitrine.stack import LocalStack, ServiceProcess, wait_grpc_serving
 from vitrine.stream.kafka import group_progress, make_consumer
 from vitrine.stream.publisher import CatalogPublisher
 
+# a probe not returned by then is counted as missed, at this value
+PROBE_TIMEOUT_S = 30.0
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -69,6 +72,7 @@ def main() -> None:
     latencies: list[float] = []
     encoder_stage: list[float] = []
     recommender_stage: list[float] = []
+    missed: list[str] = []
     stop = threading.Event()
     load_before = os.getloadavg()[0]
     try:
@@ -107,7 +111,16 @@ def main() -> None:
             started = time.perf_counter()
             probe_publisher.upsert(fresh)
             probe_publisher.flush()
-            _wait_found(client, fresh.product_id, 30)
+            try:
+                _wait_found(client, fresh.product_id, PROBE_TIMEOUT_S)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # not searchable within the bound: counted (as the bound, so p99 is then a lower
+                # bound), and the run goes on
+                missed.append(fresh.product_id)
+                latencies.append(PROBE_TIMEOUT_S)
+                continue
             returned = time.perf_counter()
             latencies.append(returned - started)
             # the tail may see the record after the recommender answered: wait for it, do not guess
@@ -125,7 +138,10 @@ def main() -> None:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
     stats = percentiles(latencies)
-    stages = {"encoder": percentiles(encoder_stage), "recommender": percentiles(recommender_stage)}
+    stages = {
+        name: percentiles(values) if values else {"n": 0}
+        for name, values in (("encoder", encoder_stage), ("recommender", recommender_stage))
+    }
     load_after = os.getloadavg()[0]
     print(
         f"event produced → returned by Similar, at {args.load:.0%} of {max_rate:,.0f} events/s "
@@ -137,7 +153,13 @@ def main() -> None:
         f"max {stats['max_ms']:.0f} ms   (target p99 ≤ 250 ms)"
     )
     print(f"  ratio p99 / target: {stats['p99_ms'] / 250:.2f}")
+    if missed:
+        print(
+            f"  {len(missed)} probes not returned within {PROBE_TIMEOUT_S:.0f} s (counted as that: p99 is a lower bound)"
+        )
     for name, stage in stages.items():
+        if not stage["n"]:
+            continue
         print(f"  stage {name:<11}  p50 {stage['p50_ms']:.0f} ms   p99 {stage['p99_ms']:.0f} ms")
     write_result(
         "freshness",
@@ -152,6 +174,9 @@ def main() -> None:
             "load_average_1m": [load_before, load_after],
             **stats,
             "stages": stages,
+            "missed": len(missed),
+            "probe_timeout_s": PROBE_TIMEOUT_S,
+            "p99_is_lower_bound": bool(missed),
             "target_p99_ms": 250,
         },
     )
