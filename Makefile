@@ -11,8 +11,10 @@ UV_VERSION := 0.13.8
 VITRINE_CACHE ?= $(HOME)/.cache/vitrine
 KAFKA_LIB := $(VITRINE_CACHE)/kafka/lib
 KAFKA_POM := deploy/kafka/pom.xml
+KAFKA_TOOLS := $(VITRINE_CACHE)/kafka/tools
+KAFKA_TOOLS_POM := deploy/kafka/tools/pom.xml
 
-.PHONY: setup venv proto protoset kafka-jars prometheus go-tools demo test test-fast lint format reliability bench clean
+.PHONY: setup venv proto protoset kafka-jars kafka-tools prometheus go-tools ghz demo test test-fast lint format reliability bench clean
 
 ## setup: Python environment (pinned, cached wheels), generated protos, Kafka jars
 setup: venv proto kafka-jars
@@ -40,6 +42,16 @@ kafka-jars:
 		mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIB).tmp && \
 		cp $(KAFKA_POM) $(KAFKA_LIB).tmp/.resolved && \
 		rm -rf $(KAFKA_LIB) && mv $(KAFKA_LIB).tmp $(KAFKA_LIB); \
+	fi
+
+## kafka-tools: Kafka's own perf tools (ProducerPerformance), the benchmarks' peer figures; not needed by tests
+kafka-tools: kafka-jars
+	@if ! cmp -s $(KAFKA_TOOLS_POM) $(KAFKA_TOOLS)/.resolved 2>/dev/null; then \
+		echo "resolving kafka-tools from Maven Central into $(KAFKA_TOOLS)"; \
+		rm -rf $(KAFKA_TOOLS).tmp && \
+		mvn -q -B -f $(KAFKA_TOOLS_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(KAFKA_TOOLS).tmp && \
+		cp $(KAFKA_TOOLS_POM) $(KAFKA_TOOLS).tmp/.resolved && \
+		rm -rf $(KAFKA_TOOLS) && mv $(KAFKA_TOOLS).tmp $(KAFKA_TOOLS); \
 	fi
 
 ## demo: local Kafka, a trained model, both services, a catalogue streaming in, recommendations printed
@@ -72,6 +84,9 @@ go-tools:
 	  GOBIN=$(GO_BIN) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION) && \
 	  rm -f $(GO_BIN)/.ghz-* && touch $(GO_BIN)/.ghz-$(GHZ_VERSION); }
 
+## ghz: the Go gRPC load generator alone (the benchmarks; go-tools installs it with grpcurl)
+ghz: go-tools
+
 ## protoset: protos/vitrine.protoset, the compiled descriptors (with imports) for grpcurl, ghz and other tools
 protoset: venv
 	@$(PY) protos/generate.py --protoset protos/vitrine.protoset >/dev/null
@@ -81,9 +96,12 @@ protoset: venv
 test: setup lint prometheus go-tools
 	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_GO_BIN=$(GO_BIN) $(PY) -m pytest -q
 
-## reliability: the long fault-injection runs (20 encoder kills, the full soak) on top of the CI-sized ones
-reliability: setup
-	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 $(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py
+## reliability: the long fault-injection runs (20 encoder kills, the full soak, overload past saturation) on top of the CI-sized ones
+reliability: setup ghz
+	VITRINE_KAFKA_LIB=$(KAFKA_LIB) VITRINE_RELIABILITY_KILLS=20 VITRINE_RELIABILITY_REPORT_DIR=bench/results/reliability \
+		$(PY) -m pytest -q -s tests/reliability tests/integration/test_encoder_failures.py tests/integration/test_poison_records.py
+	$(PY) bench/reliability_report.py
+	PATH="$(GO_BIN):$$PATH" $(PY) bench/overload.py
 	$(PY) bench/soak.py --minutes 10
 
 test-fast: setup

@@ -48,9 +48,18 @@ class NotFoundError(VitrineError):
 
 
 class IndexBackendError(VitrineError):
-    """The vector index failed to read or write."""
+    """The vector index failed to read or write.
+
+    `retriable`: the engine was unavailable (a connection refused, a timeout, a 5xx): the same call
+    may succeed later. False: the engine refused what it was given (a 4xx, a point it cannot store),
+    which no retry changes; the encoder dead-letters the record behind it (`vitrine.stream.failures`).
+    """
 
     code = "index_error"
+
+    def __init__(self, message: str = "", *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class DataError(VitrineError):

@@ -176,9 +176,11 @@ class LocalStack:
         vectors_topic: str | None = None,
         config: Mapping[str, Any] | None = None,
         with_model_dir: bool = True,
+        wait: bool = True,
     ) -> ServiceProcess:
         """A recommender serving the stack's model (`--model`, unless `with_model_dir` is False) and
-        whatever `config` (the `recommender:` section of a YAML file: models, variants, ...) adds."""
+        whatever `config` (the `recommender:` section of a YAML file: models, variants, ...) adds;
+        `wait` until it reports SERVING (else `wait_grpc_serving` later)."""
         metrics_port, grpc_port = free_port(), free_port()
         args = ["--model", str(self.model_dir)] if with_model_dir else []
         if config is not None:
@@ -196,7 +198,8 @@ class LocalStack:
         if vectors_topic is not None:
             args += ["--vectors-topic", vectors_topic]
         service = self._spawn(name, "recommender", args, metrics_port, grpc_port)
-        wait_grpc_serving(service, timeout_s=120)
+        if wait:
+            wait_grpc_serving(service, timeout_s=120)
         return service
 
     def start_feedback(self, name: str = "feedback", wait: bool = True, **options: str) -> ServiceProcess:

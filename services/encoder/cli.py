@@ -19,6 +19,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--max-wait-ms", type=int, default=None)
+    parser.add_argument(
+        "--model-threads", type=int, default=None, help="onnxruntime and BLAS threads (default 1)"
+    )
     parser.add_argument("--vectors-topic", default=None, help="embedded mode: where vectors go")
     parser.add_argument(
         "--index-mode",
@@ -64,7 +67,7 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from vitrine.config import load_settings
-    from vitrine_services.encoder.service import run_encoder
+    from vitrine.threads import limit_native_threads
     from vitrine_services.encoder.settings import EncoderSettings
 
     settings = load_settings(
@@ -89,5 +92,10 @@ def _run(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         transactional_id=args.transactional_id,
         transaction_timeout_ms=args.transaction_timeout_ms,
+        model_threads=args.model_threads,
     )
+    # before anything imports numpy: OpenBLAS sizes its pool once, at import
+    limit_native_threads(settings.model_threads)
+    from vitrine_services.encoder.service import run_encoder
+
     return run_encoder(settings)

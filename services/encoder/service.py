@@ -50,13 +50,16 @@ def build_encoder(settings: EncoderSettings) -> EncoderService:
     kafka = KafkaSettings(
         settings.kafka_bootstrap_servers, client_id="vitrine-encoder", security=settings.kafka_security()
     )
-    model = load_inference_model(settings.model_dir)
+    model = load_inference_model(settings.model_dir, threads=settings.model_threads)
     version = model.model_version
     log.info("encoder model %s (dim %d, task %s)", version, model.dim, model.task)
     metrics = EncoderMetrics()
     # bound first: a taken port stops the service before it creates topics or joins a group
     metrics_server = serve_metrics(
-        metrics.registry, settings.metrics_port, setting="VITRINE_ENCODER_METRICS_PORT (--metrics-port)"
+        metrics.registry,
+        settings.metrics_port,
+        settings.metrics_host,
+        setting="VITRINE_ENCODER_METRICS_PORT (--metrics-port)",
     )
     try:
         return _build_worker(settings, kafka, model, metrics, metrics_server)
@@ -130,7 +133,9 @@ def _build_worker(
         sink = kafka_sink
         log.info("writing to vectors topic %s", topics.vectors)
     writer = DeadLetterWriter(group_id, version, settings.resolved_dead_letter_invalid())
-    dead_letters = KafkaDeadLetters(producer, topics.dead_letters, writer)
+    dead_letters = KafkaDeadLetters(
+        producer, topics.dead_letters, writer, envelopes=metrics.dead_letter_envelopes
+    )
     pipeline = EncoderPipeline(model, sink, dead_letters, metrics)
     # a new group starts from the earliest offset (auto_offset_reset): that is a backfill's replay
     consumer = make_consumer(kafka, group_id=group_id, max_poll_records=settings.max_batch)
@@ -153,7 +158,7 @@ def _build_worker(
             worker.stop()
 
     worker.on_caught_up = caught_up
-    log.info("encoder metrics on :%d/metrics", metrics_server.port)
+    log.info("encoder metrics on %s:%d/metrics", settings.metrics_host, metrics_server.port)
     backfill_note = " (backfill: a new group replays from the earliest offset)" if settings.backfill else ""
     log.info("consumer group %s%s", group_id, backfill_note)
     return EncoderService(settings, worker, metrics_server)

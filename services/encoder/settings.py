@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vitrine.index.settings import IndexSettings
+from vitrine.stream.batch_policy import BatchPolicy
 from vitrine.stream.kafka_security import KafkaSecuritySettings
 
 # the former `sink` setting, read for configurations written before `index_mode` replaced it
@@ -86,13 +87,35 @@ class EncoderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         description="server mode: alias pointed at the collection once caught up (VITRINE_ENCODER_QDRANT_ALIAS)",
     )
     max_batch: int = Field(
-        256, ge=1, le=10_000, description="micro-batch size cap (VITRINE_ENCODER_MAX_BATCH)"
+        BatchPolicy.max_records,
+        ge=1,
+        le=10_000,
+        description="micro-batch size cap: a busy partition commits one transaction per this many "
+        "records (VITRINE_ENCODER_MAX_BATCH)",
     )
     max_wait_ms: int = Field(
-        50, ge=0, le=60_000, description="micro-batch wait cap (VITRINE_ENCODER_MAX_WAIT_MS)"
+        BatchPolicy.max_wait_ms,
+        ge=0,
+        le=60_000,
+        description="micro-batch wait cap: the longest a batch's first record waits for more before "
+        "the batch is encoded and committed (VITRINE_ENCODER_MAX_WAIT_MS)",
+    )
+    model_threads: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="threads of the item tower's onnxruntime session and of numpy's BLAS; the encoder "
+        "runs one batch at a time on one worker thread and scales by processes (one per partition or "
+        "more), so 1 keeps idle pools from spinning on its cores; 0 = the libraries' defaults, one "
+        "per core (VITRINE_ENCODER_MODEL_THREADS)",
     )
     metrics_port: int = Field(
         9101, ge=0, le=65535, description="/metrics port, 0 = any (VITRINE_ENCODER_METRICS_PORT)"
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",
+        description="address /metrics binds: Prometheus scrapes it from another host or pod; "
+        "127.0.0.1 keeps it local (VITRINE_ENCODER_METRICS_HOST)",
     )
     create_topics: bool = Field(
         True, description="create missing topics at start (VITRINE_ENCODER_CREATE_TOPICS)"

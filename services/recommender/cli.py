@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from vitrine.config import load_settings
-    from vitrine_services.recommender.service import run_recommender
+    from vitrine.threads import limit_native_threads
     from vitrine_services.recommender.settings import RecommenderSettings
 
     def read() -> RecommenderSettings:
@@ -50,5 +50,10 @@ def _run(args: argparse.Namespace) -> int:
             vectors_topic=args.vectors_topic,
         )
 
+    settings = read()
+    # before anything imports numpy: OpenBLAS sizes its pool once, at import
+    limit_native_threads(settings.model_threads)
+    from vitrine_services.recommender.service import run_recommender
+
     # SIGHUP re-reads the same file, environment and flags (hot reload of models and variants)
-    return run_recommender(read(), reload_settings=read)
+    return run_recommender(settings, reload_settings=read)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import signal
 import threading
 import time
@@ -18,6 +17,7 @@ from vitrine.api.security import ServerSecurity, server_security
 from vitrine.api.server import GrpcServer, create_grpc_server
 from vitrine.errors import ConfigError, VitrineError
 from vitrine.feedback.recorder import ImpressionRecorder
+from vitrine.index.settings import is_loopback, refuse_or_warn_plaintext
 from vitrine.obs.metrics import ImpressionMetrics, MetricsServer, RecommenderMetrics, serve_metrics
 from vitrine.serving.experiments import ExperimentRouter
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
@@ -137,11 +137,11 @@ class RecommenderService:
             log.error("reload failed, keeping the current models: %s", e)
             return None
         try:
-            _wait_caught_up(loaded, self.settings.startup_timeout_s)
+            _wait_caught_up(loaded, self.settings)
         except Exception as e:
             log.error("reload failed, keeping the current models: %s", e)
             for m in loaded:
-                m.close()
+                m.discard()
             return None
         return snapshot
 
@@ -216,6 +216,14 @@ def _model_info(m: ServedModel) -> tuple[str, str, str, str]:
     return (m.name, m.model_version, m.task, kind)
 
 
+def startup_allowance_s(settings: RecommenderSettings, models: Iterable[ServedModel]) -> float:
+    """How long catching up may take: the base timeout plus the work left at the slowest healthy rate
+    (1M records at 1,000/s: 300 s + 1,000 s), so a large catalogue is not killed for its size. Callers
+    keep the largest value seen (computed when the work was all still left)."""
+    left = sum(w for m in models if (w := m.work_left()) is not None)
+    return settings.startup_timeout_s + left / settings.startup_min_records_per_s
+
+
 def _wait_all(models: Iterable[ServedModel], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     return all(m.wait_ready(max(0.0, deadline - time.monotonic())) for m in models)
@@ -252,21 +260,25 @@ def build_snapshot(
         )
     except Exception:
         for m in loaded:
-            m.close()
+            m.discard()
         raise
     return ServingSnapshot(models, router), loaded
 
 
-def _wait_caught_up(models: Iterable[ServedModel], timeout_s: float) -> None:
+def _wait_caught_up(models: Iterable[ServedModel], settings: RecommenderSettings) -> None:
     """Block until each model's index has caught up with its source; ConfigError if one's feed fails
-    or does not catch up in time."""
-    deadline = time.monotonic() + timeout_s
+    or does not catch up within the allowance for its work left (`startup_allowance_s`)."""
+    models = list(models)
+    started = time.monotonic()
+    allowed = settings.startup_timeout_s
     for m in models:
         while not m.wait_ready(0.5):
             if (error := m.error()) is not None:
                 raise ConfigError(f"model {m.name}: its index feed failed: {error}")
-            if time.monotonic() > deadline:
-                raise ConfigError(f"model {m.name}: its index did not catch up within {timeout_s:.0f}s")
+            # the largest allowance seen: the work left shrinks as it is done, the allowance must not
+            allowed = max(allowed, startup_allowance_s(settings, models))
+            if time.monotonic() - started > allowed:
+                raise ConfigError(f"model {m.name}: its index did not catch up within {allowed:.0f}s")
 
 
 def create_service(
@@ -274,13 +286,26 @@ def create_service(
 ) -> RecommenderService:
     """Build and start the service. `reload_settings` re-reads the configuration for a hot reload."""
     # TLS files and tokens are checked first: a bad security setting fails before the model loads
+    tokens = settings.auth_token_list()
     security = server_security(
-        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, settings.auth_token_list()
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file, tokens
     )
+    if tokens and settings.tls_cert_file is None and not is_loopback(settings.grpc_host):
+        refuse_or_warn_plaintext(
+            f"bearer tokens would travel in clear text: gRPC on {settings.grpc_host} has no TLS "
+            "(set VITRINE_RECOMMENDER_TLS_CERT_FILE and _KEY_FILE)",
+            settings.allow_plaintext_secrets,
+            "VITRINE_RECOMMENDER_ALLOW_PLAINTEXT_SECRETS",
+        )
+    if settings.index_mode == "server":
+        settings.qdrant_key()  # refuses an API key bound for http:// on another host, before any work
     metrics = RecommenderMetrics()
     # bound first: a taken port stops the service before it loads models or starts feeds
     metrics_server = serve_metrics(
-        metrics.registry, settings.metrics_port, setting="VITRINE_RECOMMENDER_METRICS_PORT (--metrics-port)"
+        metrics.registry,
+        settings.metrics_port,
+        settings.resolved_metrics_host(),
+        setting="VITRINE_RECOMMENDER_METRICS_PORT (--metrics-port)",
     )
     try:
         return _start(settings, security, metrics, metrics_server, reload_settings)
@@ -296,9 +321,8 @@ def _start(
     metrics_server: MetricsServer,
     reload_settings: Callable[[], RecommenderSettings] | None,
 ) -> RecommenderService:
-    if settings.index_mode == "embedded":
-        # The shards are caches of the vectors topics: rebuilt from the topics at every start.
-        shutil.rmtree(settings.index_path, ignore_errors=True)
+    # embedded mode: each model's shard is reused if intact, else rebuilt (ModelLoader); nothing under
+    # index_path is deleted that vitrine did not create there
     loader = ModelLoader(settings, metrics)
     # the feeds start here and catch up in the background; SERVING waits for them (wait_ready)
     snapshot, _ = build_snapshot(loader, settings)
@@ -326,6 +350,7 @@ def _start(
             interceptors=security.interceptors,
             credentials=security.credentials,
             impressions=recorder,
+            overload=settings.overload_limits(),
             port_setting="VITRINE_RECOMMENDER_GRPC_PORT (--grpc-port)",
             reuse_port=settings.grpc_reuse_port,
         )
@@ -335,11 +360,15 @@ def _start(
         registry.close()
         raise
     log.info("recommender gRPC security: %s", security.describe())
-    if security.is_open and settings.grpc_host not in ("127.0.0.1", "localhost", "::1"):
+    if security.is_open and not is_loopback(settings.grpc_host):
         log.warning("gRPC on %s without TLS or a token: only behind a trusted network", settings.grpc_host)
     grpc_server.start()
     log.info(
-        "recommender gRPC on %s:%d, metrics on :%d", settings.grpc_host, grpc_server.port, metrics_server.port
+        "recommender gRPC on %s:%d, metrics on %s:%d",
+        settings.grpc_host,
+        grpc_server.port,
+        settings.resolved_metrics_host(),
+        metrics_server.port,
     )
     return RecommenderService(
         settings, grpc_server, registry, loader, metrics_server, metrics, reload_settings, recorder
@@ -363,14 +392,23 @@ def run_recommender(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    deadline = time.monotonic() + settings.startup_timeout_s
+    started = time.monotonic()
+    announced = False
+    allowed = settings.startup_timeout_s
     while not stopped.is_set() and not service.wait_ready(0.5):
         if (failure := service.failure()) is not None:
             log.error("vector feed failed during start-up: %s", failure)
             service.stop()
             return 1
-        if time.monotonic() > deadline:
-            log.error("vector feeds did not catch up within %.0fs; stopping", settings.startup_timeout_s)
+        # the allowance follows the work left (a reused shard has little, a rebuild of 1M a lot)
+        models = service.registry.current.models.values()
+        allowed = max(allowed, startup_allowance_s(settings, models))
+        if not announced and any(m.work_left() is not None for m in models):
+            announced = True
+            left = sum(w or 0 for m in models if (w := m.work_left()) is not None)
+            log.info("catching up %d vector records; giving up after %.0fs", left, allowed)
+        if time.monotonic() - started > allowed:
+            log.error("vector feeds did not catch up within %.0fs; stopping", allowed)
             service.stop()
             return 1
     next_check = time.monotonic() + settings.reload_check_s

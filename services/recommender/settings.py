@@ -23,10 +23,12 @@ request (docs/API.md, "Models, variants and hot reload").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vitrine.api.overload import OverloadLimits
 from vitrine.api.security import parse_tokens
 from vitrine.errors import ConfigError
 from vitrine.index.settings import (
@@ -36,8 +38,10 @@ from vitrine.index.settings import (
     versioned_collection,
     versioned_topic,
 )
-from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
 from vitrine.stream.kafka_security import KafkaSecuritySettings
+
+if TYPE_CHECKING:  # the serving package imports numpy: reading settings must not (vitrine.threads)
+    from vitrine.serving.experiments import Variant
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_MODEL = "default"  # the name `model_dir` is served under
@@ -149,13 +153,55 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         "host share it (process per core, docs/OPERATIONS.md); off, a taken port is an error "
         "(VITRINE_RECOMMENDER_GRPC_REUSE_PORT)",
     )
+    grpc_max_queued: int = Field(
+        -1,
+        ge=-1,
+        le=10_000,
+        description="calls waiting for a handler thread at most; more are refused at once with "
+        "RESOURCE_EXHAUSTED; -1 = twice grpc_workers (VITRINE_RECOMMENDER_GRPC_MAX_QUEUED)",
+    )
+    max_response_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="a response above this is refused with RESOURCE_EXHAUSTED (VITRINE_RECOMMENDER_MAX_RESPONSE_BYTES)",
+    )
+    default_deadline_s: float = Field(
+        2.0,
+        gt=0,
+        description="the deadline of a call whose client set none (VITRINE_RECOMMENDER_DEFAULT_DEADLINE_S)",
+    )
     metrics_port: int = Field(
         9102, ge=0, le=65535, description="/metrics port (VITRINE_RECOMMENDER_METRICS_PORT)"
+    )
+    metrics_host: str = Field(
+        "",
+        description="address /metrics binds; default: where gRPC binds (grpc_host), so a loopback-only "
+        "replica does not expose its metrics either (VITRINE_RECOMMENDER_METRICS_HOST)",
     )
     startup_timeout_s: float = Field(
         300.0,
         gt=0,
-        description="max wait to catch up with the vectors topic (VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
+        description="how long catching up with the vectors topics may take, plus the work left: "
+        "startup_timeout_s + records to apply / startup_min_records_per_s "
+        "(VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
+    )
+    startup_min_records_per_s: float = Field(
+        1000.0,
+        gt=0,
+        description="the slowest catch-up rate still healthy, for the start-up timeout "
+        "(VITRINE_RECOMMENDER_STARTUP_MIN_RECORDS_PER_S)",
+    )
+    reuse_index: bool = Field(
+        True,
+        description="embedded mode: reuse a restarted replica's intact shard and resume its vectors "
+        "topic from the offsets it had applied (the shard keeps a write-ahead log); false: rebuild "
+        "from offset 0 at every start (VITRINE_RECOMMENDER_REUSE_INDEX)",
+    )
+    partition_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        description="embedded mode: how often the vector feeds look for partitions added to their "
+        "topic (VITRINE_RECOMMENDER_PARTITION_REFRESH_S)",
     )
     shutdown_grace_s: float = Field(5.0, ge=0, description="VITRINE_RECOMMENDER_SHUTDOWN_GRACE_S")
     record_impressions: bool = Field(
@@ -265,6 +311,8 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
 
     def resolved_variants(self, tasks: dict[str, str]) -> list[Variant]:
         """The experiment's variants, given each model's task (read from its model card)."""
+        from vitrine.serving.experiments import DEFAULT_VARIANT, Variant
+
         if not self.variants:
             first = {
                 t: next((n for n, task in tasks.items() if task == t), None)
@@ -287,6 +335,13 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
             similar = v.similar or None
             variants.append(Variant(v.name, v.weight, similar, v.complementary or None, v.inspire or similar))
         return variants
+
+    def overload_limits(self) -> OverloadLimits:
+        queued = 2 * self.grpc_workers if self.grpc_max_queued < 0 else self.grpc_max_queued
+        return OverloadLimits(self.grpc_workers, queued, self.max_response_bytes, self.default_deadline_s)
+
+    def resolved_metrics_host(self) -> str:
+        return self.metrics_host or self.grpc_host
 
     def auth_token_list(self) -> tuple[str, ...]:
         """The accepted bearer tokens (empty = no authentication); the only place they are revealed."""

@@ -167,3 +167,44 @@ def test_vector_sink_catches_up_with_other_writers_on_assignment(
     assert successor.apply([item("x", 4)]).stale == 1  # the out-of-order event is not written
     previous_owner.close()
     successor.close()
+
+
+@pytest.mark.parametrize("transactional", [False, True], ids=["plain", "in a transaction"])
+def test_append_records_delivers_like_send(
+    kafka_settings: KafkaSettings, catalog_topics, unique_name, transactional: bool
+) -> None:
+    """The vector sink's bulk path (kafka_compat.append_records): every record arrives once, in
+    order, in the partition asked for, with its key and value, and its future resolves to where it
+    was written; in a transaction nothing is visible before the commit."""
+    from kafka.structs import TopicPartition
+
+    from vitrine.stream.kafka_compat import append_records
+
+    topic = catalog_topics.vectors
+    extra = {"transactional_id": unique_name("compat-txn")} if transactional else {}
+    producer = make_producer(kafka_settings, linger_ms=1000, **extra)
+    if transactional:
+        producer.init_transactions()
+        producer.begin_transaction()
+    assert producer.partitions_for(topic) == {0, 1}
+    records = {
+        p: [(f"k{p}-{i}".encode(), f"value {p} {i}".encode() * (i % 7 + 1)) for i in range(700)]
+        for p in (0, 1)
+    }
+    futures = {p: append_records(producer, topic, p, recs) for p, recs in records.items()}
+    producer.flush()
+    for p, fs in futures.items():
+        offsets = [f.get(timeout=30).offset for f in fs]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+        assert {f.get(timeout=30).partition for f in fs} == {p}
+    if transactional:
+        reader = make_consumer(kafka_settings, group_id=None)  # read_committed
+        tps = [TopicPartition(topic, p) for p in (0, 1)]
+        reader.assign(tps)
+        assert reader.poll(timeout_ms=1000) == {}  # not visible before the commit
+        reader.close()
+        producer.commit_transaction()
+    producer.close()
+    got = _read_all(kafka_settings, topic, expected=1400)
+    for p in (0, 1):
+        assert [(r.key, r.value) for r in got if r.partition == p] == records[p]

@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vitrine.api.accounting import StartedCalls
+from vitrine.api.overload import OverloadLimits
 from vitrine.api.reflection import enable_reflection
 from vitrine.api.requests import RequestLimits
 from vitrine.api.servicer import (
@@ -62,11 +63,15 @@ def create_grpc_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
     impressions: ImpressionSink | None = None,
+    overload: OverloadLimits | None = None,
     port_setting: str = "the gRPC port",
     reuse_port: bool = False,
 ) -> GrpcServer:
+    """`workers` handler threads; `overload` bounds what waits for them, the response size and the
+    deadline of calls without one (default: `workers` running, twice as many queued)."""
+    overload = overload or OverloadLimits(max_concurrent_rpcs=workers, max_queued_rpcs=2 * workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
+        futures.ThreadPoolExecutor(max_workers=overload.max_concurrent_rpcs),
         # counted on arrival first, so even a call refused or dropped later is counted as started
         interceptors=[StartedCalls(metrics, RECOMMENDER_SERVICE), *interceptors],
         options=[
@@ -77,11 +82,13 @@ def create_grpc_server(
             # (several processes on one port on purpose, docs/OPERATIONS.md "Several processes on one
             # host") turns it on.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *overload.server_options(),
         ],
+        **overload.server_kwargs(),  # calls beyond running + queued: RESOURCE_EXHAUSTED at once
     )
     # not recommender_pb2_grpc.add_RecommenderServicer_to_server: undecodable requests must be
     # INVALID_ARGUMENT, not INTERNAL (servicer.add_recommender_servicer)
-    add_recommender_servicer(RecommenderServicer(source, metrics, limits, impressions), server)
+    add_recommender_servicer(RecommenderServicer(source, metrics, limits, impressions, overload), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((RECOMMENDER_SERVICE, HEALTH_SERVICE), server)

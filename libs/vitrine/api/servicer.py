@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message_factory import GetMessageClass
 
+from vitrine.api.overload import OverloadLimits, ResponseTooLargeError
 from vitrine.api.requests import RequestLimits, RequestParser, Routing
 from vitrine.api.wire import Undecodable, lenient
 from vitrine.errors import IndexBackendError, InvalidRequestError, NotFoundError
@@ -91,6 +92,8 @@ def status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.FAILED_PRECONDITION, str(error)
     if isinstance(error, DeadlineExceededError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
+    if isinstance(error, ResponseTooLargeError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
     if isinstance(error, IndexBackendError):
         log.error("index unavailable: %s", error)
         return grpc.StatusCode.UNAVAILABLE, "the index is temporarily unavailable; retry with backoff"
@@ -110,12 +113,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         metrics: RecommenderMetrics,
         limits: RequestLimits | None = None,
         impressions: ImpressionSink | None = None,
+        overload: OverloadLimits | None = None,
     ) -> None:
         self._source = source
         self.metrics = metrics
         self.parser = RequestParser(limits)
         # every returned list gets a recommendation id; with a sink, its impression is recorded too
         self.impressions = impressions
+        self.overload = overload or OverloadLimits()
 
     @property
     def limits(self) -> RequestLimits:
@@ -148,9 +153,19 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             self.parser.batch_size(len(request.requests))
             defaults = self.parser.routing(request.unit_key, request.variant, request.placement)
             call.variant = snapshot.router.route(defaults.unit_key, defaults.variant).name
-            return pb.BatchResponse(
-                results=[self._batch_item(snapshot, deadline, r, defaults) for r in request.requests]
-            )
+            response = pb.BatchResponse()
+            size = 0
+            for i, r in enumerate(request.requests):
+                result = self._batch_item(snapshot, deadline, r, defaults)
+                # checked as it grows: a Batch never holds more than the bound and one result
+                size += result.ByteSize() + 8
+                if size > self.overload.max_response_bytes:
+                    raise ResponseTooLargeError(
+                        f"the Batch response passed {self.overload.max_response_bytes:,} bytes at request "
+                        f"#{i + 1} of {len(request.requests)}: ask for fewer items (lower limits, fewer requests)"
+                    )
+                response.results.append(result)
+            return response
 
         return self._unary("Batch", context, request, run)
 
@@ -285,8 +300,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             if isinstance(request, Undecodable):  # bytes that are not a request (see `wire`)
                 raise InvalidRequestError(request.message)
             with self._source.lease() as snapshot:
-                deadline = Deadline(context)
+                deadline = Deadline(context, default_s=self.overload.default_deadline_s)
                 response = run(snapshot, deadline, call)
+                self.overload.check_response_size(response)
             # finished too late: the caller has DEADLINE_EXCEEDED already and gRPC drops the response
             deadline.check("the response")
             return response

@@ -26,6 +26,7 @@ REASONS = (
     "missing_product_id",
     "key_mismatch",
     "missing_version",
+    "bad_version",
     "missing_change",
     "missing_title",
     "bad_price",
@@ -37,6 +38,11 @@ REASONS = (
 
 
 _AVAILABILITIES = frozenset(a.value for a in Availability)
+
+# Every numeric field is bounded to what every sink stores: a Qdrant payload integer is a signed
+# 64-bit number (a uint64 version at or above 2**63 breaks the server adapter's payload), and the
+# vectors topic's ItemVector carries the version as uint64.
+MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ def decode_event(
         )
     if pb.version == 0:
         raise InvalidEventError("missing_version", "version must be a positive integer")
+    if pb.version > MAX_VERSION:
+        raise InvalidEventError(
+            "bad_version", f"version {pb.version} is above {MAX_VERSION} (2**63 - 1, what every index stores)"
+        )
     try:
         event_time = pb.event_time.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as e:  # seconds outside years 1-9999

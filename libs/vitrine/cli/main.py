@@ -59,18 +59,21 @@ def build_parser(registrars: Sequence[Register] | None = None) -> argparse.Argum
     return parser
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    # kafka-python logs every connection attempt at INFO, and its admin client its whole
+    # configuration (SASL password included) at DEBUG: its loggers stay at WARNING whatever the level
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def main(argv: Sequence[str] | None = None, registrars: Sequence[Register] | None = None) -> int:
     """Run the CLI. `registrars` narrows the commands loaded (a service's `python -m` entry point
     passes only its own, so it starts without importing the training stack)."""
     parser = build_parser(registrars)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # kafka-python logs every connection attempt at INFO; its warnings and errors still show
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(args.log_level)
     try:
         return int(args.handler(args) or 0)
     except VitrineError as e:

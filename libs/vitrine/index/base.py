@@ -154,7 +154,8 @@ class IndexAdapter(ABC):
         v = np.asarray(vector, dtype=np.float32)
         if v.shape != (self.dim,) or not np.all(np.isfinite(v)):
             raise IndexBackendError(
-                f"{what} has shape {v.shape} or non-finite values; expected ({self.dim},) finite"
+                f"{what} has shape {v.shape} or non-finite values; expected ({self.dim},) finite",
+                retriable=False,
             )
         return v
 
@@ -167,7 +168,15 @@ class IndexAdapter(ABC):
         except IndexBackendError:
             raise
         except Exception as e:
-            raise IndexBackendError(f"{self.engine} {what} failed: {e}") from e
+            raise IndexBackendError(
+                f"{self.engine} {what} failed: {e}", retriable=self._engine_retriable(e)
+            ) from e
+
+    def _engine_retriable(self, error: Exception) -> bool:
+        """Whether an engine failure may pass (unavailable) or is about what it was given (refused).
+        An in-process engine is never unavailable: what it refuses, it refuses every time; only I/O
+        errors (a full disk) may pass."""
+        return isinstance(error, OSError)
 
     # -- the engine: one call each ---------------------------------------------------------------
 

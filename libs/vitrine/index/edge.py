@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from vitrine.index.layout import (
 )
 from vitrine.index.port import SearchFilter, SearchRequest
 from vitrine.index.qdrant_filter import FilterModels, build_filter, live_filter
+from vitrine.index.shard_state import check_not_foreign, remove_shard
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EdgeIndexConfig:
     # of vectors); small values let tests exercise the graph on a few thousand points
     indexing_threshold_points: int | None = None
     payload_fields: Mapping[str, PayloadField] = field(default_factory=lambda: dict(PAYLOAD_FIELDS))
-    fresh: bool = False  # delete whatever is at `path` and start empty
+    fresh: bool = False  # delete the shard at `path` (only one vitrine made) and start empty
     # A write-ahead log makes every update durable on its own. A replica's shard is a cache rebuilt
     # from the vectors topic at start, so it can go without (less disk I/O and memory per update).
     wal: bool = True
@@ -66,8 +66,10 @@ class EdgeIndex(IndexAdapter):
         self._qe = qe
         self._models = FilterModels(qe.Filter, qe.FieldCondition, qe.MatchValue, qe.MatchAny, qe.RangeFloat)
         self.config = config
-        if config.fresh and config.path.exists():
-            shutil.rmtree(config.path)
+        if config.fresh:
+            remove_shard(config.path)  # only a shard vitrine made: anything else is refused
+        else:
+            check_not_foreign(config.path)
         edge_config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=config.dim, distance=qe.Distance.Dot),
             hnsw_config=qe.HnswIndexConfig(

@@ -117,8 +117,26 @@ class QdrantServerIndex(IndexAdapter):
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def _engine_upsert(self, points: list[Point]) -> None:
-        structs = [self._m.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
-        self.client.upsert(self.collection, points=structs, wait=True)
+        """A conditional write keyed on the version: an existing point is replaced only if the
+        version it holds is older than the one written (`update_filter`, evaluated by Qdrant per point
+        as it applies the write; a point that does not exist is inserted). The versions the encoder
+        read before encoding may be out of date by the time it writes (a zombie paused past its
+        membership, two encoders holding one product's events after partitions were added): the
+        server still never moves a point backwards, whoever writes last."""
+        m = self._m
+        structs = [m.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        older = m.Filter(
+            should=[
+                m.Filter(
+                    must=[
+                        m.HasIdCondition(has_id=[p.id]),
+                        m.FieldCondition(key="version", range=m.Range(lt=p.payload["version"])),
+                    ]
+                )
+                for p in points
+            ]
+        )
+        self.client.upsert(self.collection, points=structs, wait=True, update_filter=older)
 
     def _engine_retrieve(self, point_ids: list[str], with_vector: bool) -> list[Record]:
         records = self.client.retrieve(
@@ -164,6 +182,23 @@ class QdrantServerIndex(IndexAdapter):
 
     def _engine_close(self) -> None:
         self.client.close()
+
+    def _engine_retriable(self, error: Exception) -> bool:
+        """A Qdrant server that answered 4xx (or INVALID_ARGUMENT) refused what it was sent, which no
+        retry changes; anything else (no connection, a timeout, 5xx, UNAVAILABLE) may pass."""
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            return not 400 <= status < 500 or status in (408, 429)
+        code = getattr(error, "code", None)
+        if callable(code):  # a grpc.RpcError
+            try:
+                name = getattr(code(), "name", "")
+            except Exception:
+                return True
+            return name not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "NOT_FOUND")
+        # qdrant-client's local mode and model validation raise ValueError / pydantic errors for
+        # what it refuses; transport failures are httpx / OS errors
+        return not isinstance(error, ValueError | TypeError | OverflowError)
 
 
 def _index_params(m: Any, kind: str, graph: bool) -> Any:

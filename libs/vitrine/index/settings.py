@@ -18,12 +18,17 @@ opens the index these settings describe.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
-from vitrine.config import describe_with_variables
+from vitrine.config import describe_with_variables, env_var
+from vitrine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 LIVE_VECTORS_TOPIC = "catalog.vectors"
 LIVE_ALIAS = "vitrine"
@@ -64,6 +69,15 @@ class IndexSettings(BaseModel):
         "encoder writes vitrine-<model version>, the recommender reads the alias vitrine",
     )
     qdrant_api_key: SecretStr | None = Field(None, description="server mode")
+    qdrant_prefer_grpc: bool = Field(
+        True, description="server mode: talk to Qdrant over gRPC (port 6334); false: its REST API only"
+    )
+    allow_plaintext_secrets: bool = Field(
+        False,
+        description="start even though a secret (the Qdrant API key, the recommender's bearer tokens) "
+        "would cross a network unencrypted (http:// to another host, plaintext gRPC beyond loopback); "
+        "only where the network itself is trusted or encrypted (a service mesh with mTLS)",
+    )
     index_path: Path = Field(
         Path("artifacts/recommender-index"),
         description="embedded mode: the folder of this process's local Qdrant Edge shards (the "
@@ -93,5 +107,27 @@ class IndexSettings(BaseModel):
         return self.qdrant_collection or versioned_collection(model_version)
 
     def qdrant_key(self) -> str | None:
-        """The Qdrant API key; the only place it is revealed."""
-        return self.qdrant_api_key.get_secret_value() if self.qdrant_api_key else None
+        """The Qdrant API key; the only place it is revealed. Refused (ConfigError) when it would go
+        in clear text to another host, unless `allow_plaintext_secrets` (then a loud warning)."""
+        if not self.qdrant_api_key:
+            return None
+        url = urlsplit(self.qdrant_url)
+        if url.scheme == "http" and not is_loopback(url.hostname or ""):
+            refuse_or_warn_plaintext(
+                f"the Qdrant API key would be sent in clear text to {url.hostname} ({self.qdrant_url}): "
+                "use an https:// URL",
+                self.allow_plaintext_secrets,
+                env_var(type(self), "allow_plaintext_secrets"),
+            )
+        return self.qdrant_api_key.get_secret_value()
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def refuse_or_warn_plaintext(problem: str, allowed: bool, variable: str) -> None:
+    """A secret about to cross the network unencrypted: refuse to start, or warn loudly if allowed."""
+    if not allowed:
+        raise ConfigError(f"{problem}; or set {variable}=true if the network is trusted or encrypted")
+    log.warning("SECURITY: %s (allowed by %s)", problem, variable)

@@ -34,6 +34,7 @@ from vitrine.model.config import RetrievalConfig
 from vitrine.model.intent_serving import IntentEncoder, has_intent_export
 from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf
 from vitrine.model.prior import read_prior
+from vitrine.threads import onnx_session_options
 
 OUTPUT_NAME = "vector"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -45,9 +46,7 @@ def _session(path: Path, threads: int) -> Any:
 
     if not path.is_file():
         raise DataError(f"no ONNX tower at {path}; run `vitrine export --model {path.parent}` first")
-    options = ort.SessionOptions()
-    if threads > 0:
-        options.intra_op_num_threads = threads
+    options = onnx_session_options(threads)
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -192,7 +191,7 @@ def _load_text_embedder(path: Path, threads: int) -> Any:
 
     if not path.is_dir():
         raise DataError(f"no text encoder export at {path}; run `vitrine export --model {path.parent}`")
-    return TextEmbedder(path, role="query", threads=threads or None)
+    return TextEmbedder(path, role="query", threads=threads)
 
 
 def load_inference_model(

@@ -112,6 +112,30 @@ class EncoderMetrics:
             ["reason"],
             registry=r,
         )
+        self.progress = Gauge(
+            "vitrine_encoder_partition_progress_timestamp_seconds",
+            "Unix time this encoder last committed records of the partition, or found nothing waiting "
+            "in it (assignment counts as progress): more than a few minutes ago = the partition is stalled",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.isolated_batches = Counter(
+            "vitrine_encoder_isolated_batches_total",
+            "Batches processed record by record because one of their records failed (or they kept failing)",
+            registry=r,
+        )
+        self.dead_letter_envelopes = Counter(
+            "vitrine_encoder_dead_letter_envelopes_total",
+            "Dead letters written as a bounded envelope because the record could not be written as it "
+            "was, by why: too_large, unencodable_headers, rejected",
+            ["why"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "vitrine_encoder_records_skipped_total",
+            "Records skipped because not even their dead letter could be written (should stay 0)",
+            registry=r,
+        )
         self.catch_up = Gauge(
             "vitrine_encoder_catch_up_ratio",
             "Share of the records up to the log end at assignment that are done (a backfill's progress)",
@@ -174,6 +198,13 @@ class RecommenderMetrics:
             "vitrine_recommender_feed_lag",
             "Vector records behind the log end",
             ["model", "partition"],
+            registry=r,
+        )
+        self.feed_rejected = Counter(
+            "vitrine_recommender_vectors_rejected_total",
+            "Records of a vectors topic skipped because they cannot be applied, by reason: undecodable, "
+            "bad_vector, apply_failed",
+            ["reason"],
             registry=r,
         )
         self.freshness = Histogram(

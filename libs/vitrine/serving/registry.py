@@ -49,6 +49,11 @@ class ServedModel:
     error: Callable[[], BaseException | None] = _no_error
     closers: tuple[Callable[[], None], ...] = ()
     key: tuple[object, ...] = ()  # what identifies it across reloads (same key = reuse as is)
+    # after close, when the model is retired for good (a reload dropped it), not at a shutdown: e.g.
+    # delete a local shard that a restart would otherwise reuse
+    discarders: tuple[Callable[[], None], ...] = ()
+    # records its index still has to apply before it is ready (None: unknown, or nothing to catch up)
+    work_left: Callable[[], int | None] = lambda: None
 
     def close(self) -> None:
         for close in self.closers:
@@ -56,6 +61,14 @@ class ServedModel:
                 close()
             except Exception:
                 log.exception("closing model %s (%s) failed", self.name, self.model_version)
+
+    def discard(self) -> None:
+        self.close()
+        for discard in self.discarders:
+            try:
+                discard()
+            except Exception:
+                log.exception("discarding model %s (%s) failed", self.name, self.model_version)
 
 
 @dataclass(eq=False)
@@ -111,7 +124,7 @@ class ModelRegistry:
         kept = {id(m) for m in new.models.values()}
         retired = [m for m in old.models.values() if id(m) not in kept]
         for model in retired:
-            model.close()
+            model.discard()
         return retired
 
     def close(self) -> None:

@@ -6,12 +6,16 @@ is never mutated; precedence is library defaults < caller overrides < connection
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
+
+# kafka-python options that hold secrets: sasl_plain_password, ssl_password, sasl_oauth_token_provider...
+_SECRET_OPTION = re.compile(r"password|secret|token|credential", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,16 @@ class KafkaSettings:
     client_id: str = "vitrine"
     # e.g. {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_plain_username": ...}
     security: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Secrets (passwords, tokens) never appear: they are masked, the other options shown."""
+        shown = {k: "**********" if _SECRET_OPTION.search(k) else v for k, v in self.security.items()}
+        return (
+            f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r}, "
+            f"security={shown!r})"
+        )
+
+    __str__ = __repr__
 
     def connection(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap_servers.split(","), **dict(self.security)}
@@ -53,6 +67,9 @@ CONSUMER_DEFAULTS: Mapping[str, Any] = {
     "max_poll_records": 500,
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
+    # partitions added to a topic are found at the next metadata refresh (kafka-python's default is
+    # 5 minutes): the encoder group rebalances onto them, the vector feeds assign them
+    "metadata_max_age_ms": 30_000,
     # The encoder writes the vectors topic (and its dead letters) in transactions: a reader must see
     # committed records only, or it would see the batches of fenced zombies and of retries that were
     # aborted. For the encoder's group consumer it also makes the offset fetch after a rebalance wait

@@ -59,6 +59,16 @@ class BatchOutcome:
     deleted: int = 0
     stale: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    # the group moved on before the batch was committed: nothing of it counts, its owner replays it
+    fenced: bool = False
+
+    def add(self, other: BatchOutcome) -> None:
+        self.consumed += other.consumed
+        self.encoded += other.encoded
+        self.written += other.written
+        self.deleted += other.deleted
+        self.stale += other.stale
+        self.dead_lettered.update(other.dead_lettered)
 
 
 def encode_products(model: ItemEncoder, products: Sequence[Product], version: int = 1) -> list[IndexedItem]:
@@ -187,6 +197,19 @@ class EncoderPipeline:
         if vectors.ndim != 2 or vectors.shape[1] != self.model.dim or not np.all(np.isfinite(vectors)):
             raise ValueError(f"item tower returned shape {vectors.shape} or non-finite values")
         return vectors.astype(np.float32, copy=False)
+
+    def dead_letter(
+        self, record: SourceRecord, reason: str, detail: str, record_metrics: bool = True
+    ) -> BatchOutcome:
+        """Dead-letter one record that failed beyond its validation (the sink refused it, it broke
+        the pipeline): the worker's last resort for a record that can never succeed, so its
+        partition goes on. Blocks until the dead letter is acknowledged."""
+        out = BatchOutcome(consumed=1)
+        self._dead_letter(record, reason, detail, out)
+        self.dead_letters.flush()
+        if record_metrics:
+            self.record_metrics(out)
+        return out
 
     def _dead_letter(self, record: SourceRecord, reason: str, detail: str, out: BatchOutcome) -> None:
         self.dead_letters.send(record, reason, detail)

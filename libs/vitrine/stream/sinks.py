@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
@@ -16,7 +16,9 @@ from kafka.structs import TopicPartition
 from vitrine.index.port import Change, WriteResult
 from vitrine.index.versioning import plan_versions
 from vitrine.stream.kafka import require_read_committed
-from vitrine.stream.records import decode_vector_change, encode_vector_change
+from vitrine.stream.kafka_compat import append_records
+from vitrine.stream.partitioning import key_partitions
+from vitrine.stream.records import decode_vector_version, encode_vector_changes
 from vitrine.stream.transactions import TransactionalProducer
 
 log = logging.getLogger(__name__)
@@ -136,9 +138,9 @@ class KafkaVectorSink:
                 for r in records:
                     if r.value is None:
                         continue
-                    change = decode_vector_change(r.value)
-                    if change.version > self._versions.get(change.product_id, 0):
-                        self._versions[change.product_id] = change.version
+                    product_id, version = decode_vector_version(r.value)
+                    if version > self._versions.get(product_id, 0):
+                        self._versions[product_id] = version
                     read += 1
         return read
 
@@ -147,14 +149,7 @@ class KafkaVectorSink:
 
     def apply(self, changes: Sequence[Change], stored: Mapping[str, int] | None = None) -> WriteResult:
         plan = plan_versions(changes, self._versions if stored is None else stored)
-        futures = [
-            self._producer.send(
-                self.topic,
-                key=c.product_id.encode(),
-                value=encode_vector_change(c, self.model_version),
-            )
-            for c in plan.fresh
-        ]
+        futures = self._send(plan.fresh)
         self._producer.flush()
         for future in futures:
             future.get(timeout=30)
@@ -162,6 +157,25 @@ class KafkaVectorSink:
         for c in plan.fresh:
             written[c.product_id] = c.version
         return plan.result()
+
+    def _send(self, changes: Sequence[Change]) -> list[Any]:
+        """Produce the changes, each to the partition the default partitioner gives its key
+        (computed for the whole batch), a partition's records appended at once."""
+        if not changes:
+            return []
+        keys = [c.product_id.encode() for c in changes]
+        values = encode_vector_changes(changes, self.model_version)
+        partitions = key_partitions(keys, self._producer.partitions_for(self.topic)).tolist()
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value, partition in zip(keys, values, partitions, strict=True):
+            by_partition.setdefault(partition, []).append((key, value))
+        futures: list[Any] = []
+        for partition, records in by_partition.items():
+            if isinstance(self._producer, TransactionalProducer):
+                futures += self._producer.append_records(self.topic, partition, records)
+            else:
+                futures += append_records(self._producer, self.topic, partition, records)
+        return futures
 
     def close(self) -> None:
         self._producer.flush()

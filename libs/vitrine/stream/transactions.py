@@ -35,7 +35,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -54,7 +54,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from vitrine.stream.kafka import KafkaSettings, make_producer
-from vitrine.stream.kafka_compat import has_fatal_transaction_error, stop_sender_now
+from vitrine.stream.kafka_compat import append_records, has_fatal_transaction_error, stop_sender_now
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,15 @@ class TransactionalProducer:
     def flush(self, timeout: float | None = None) -> None:
         if self._producer is not None:
             self._producer.flush(timeout)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return self._current().partitions_for(topic)
+
+    def append_records(
+        self, topic: str, partition: int, records: Sequence[tuple[bytes | None, bytes | None]]
+    ) -> list[Any]:
+        """`send()` of many records of one partition at once (`kafka_compat.append_records`)."""
+        return append_records(self._current(), topic, partition, records)
 
     # -- what the worker uses ------------------------------------------------------------------
 

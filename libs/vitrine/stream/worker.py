@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError
 from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
 
-from vitrine.errors import IndexBackendError
 from vitrine.obs.metrics import EncoderMetrics
+from vitrine.stream.batch_policy import BatchPolicy
+from vitrine.stream.failures import FailureKind, classify, describe, is_transient
 from vitrine.stream.kafka_compat import request_rejoin, resume_interrupted_join
 from vitrine.stream.pipeline import BatchOutcome, EncoderPipeline
 from vitrine.stream.records import SourceRecord
@@ -38,23 +39,18 @@ from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 
 log = logging.getLogger(__name__)
 
-# Failures of the infrastructure, worth waiting out; anything else is a bug and stops the worker.
-TRANSIENT: tuple[type[BaseException], ...] = (KafkaError, IndexBackendError, TimeoutError, ConnectionError)
+__all__ = ["WRITE_FAILED", "BatchPolicy", "CatchUp", "EncoderWorker"]
+
+# The reason of a record dead-lettered because writing it failed for what it holds.
+WRITE_FAILED = "write_failed"
 
 
-@dataclass(frozen=True)
-class BatchPolicy:
-    """Flush a micro-batch when it has `max_records` or its first record waited `max_wait_ms`."""
+class _Isolate(Exception):
+    """The batch failed for one of its records (or kept failing): process it record by record."""
 
-    max_records: int = 256
-    max_wait_ms: int = 50
-    poll_timeout_ms: int = 200
-    retry_backoff_ms: int = 200
-    max_retry_backoff_ms: int = 10_000
-
-    def __post_init__(self) -> None:
-        if self.max_records < 1 or self.max_wait_ms < 0 or self.poll_timeout_ms < 1:
-            raise ValueError("max_records >= 1, max_wait_ms >= 0 and poll_timeout_ms >= 1 are required")
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(describe(cause))
+        self.cause = cause
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -69,9 +65,11 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: object) -> None:
         log.info("partitions revoked: %s", revoked)
         for tp in revoked or ():  # type: ignore[attr-defined]
-            # stop exporting lag for partitions another replica now owns (a local, non-blocking call)
-            with contextlib.suppress(KeyError):
-                self.worker.metrics.lag.remove(tp.topic, str(tp.partition))
+            # stop exporting lag and progress for partitions another replica now owns (local calls)
+            for gauge in (self.worker.metrics.lag, self.worker.metrics.progress):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
+            self.worker._progress_seen.discard(tp)
 
     def on_partitions_assigned(self, assigned: object) -> None:
         log.info("partitions assigned: %s", assigned)
@@ -124,6 +122,7 @@ class EncoderWorker:
         self.assignment_changed = threading.Event()
         self._caught_up_reported = False
         self._batch_group: ConsumerGroupMetadata | None = None
+        self._progress_seen: set[TopicPartition] = set()
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, commit and leave the group."""
@@ -146,12 +145,7 @@ class EncoderWorker:
                     self.assignment_changed.clear()
                     self.pipeline.catch_up()
                 if batch:
-                    if self.transactions is not None:
-                        outcome = self._process_in_transaction(batch, self.transactions, fetched_at)
-                    else:
-                        outcome = self._process_until_done(batch, fetched_at)
-                        if outcome is not None:
-                            self._commit(batch)
+                    outcome = self._process(batch, fetched_at)
                     if outcome is None:
                         break  # stopped while the sink was down: not committed, so replayed later
                     if self.on_batch is not None:
@@ -169,78 +163,147 @@ class EncoderWorker:
     def _resume_interrupted_rebalance(self) -> None:
         resume_interrupted_rebalance(self.consumer)
 
-    def _process_until_done(
-        self, batch: list[SourceRecord], fetched_at: float | None = None
+    def _process(self, batch: list[SourceRecord], fetched_at: float) -> BatchOutcome | None:
+        """Write and commit the batch; None if stopped meanwhile (nothing committed: replayed later).
+
+        Failures are classified (`vitrine.stream.failures`): a transient one is retried with capped
+        backoff, up to `max_batch_attempts` times for the whole batch; then, or at once for a failure
+        caused by what a record holds, the batch is processed record by record, and a record that
+        fails for what it holds is dead-lettered (`write_failed`) so that its partition goes on."""
+        try:
+            return self._attempt(batch, fetched_at, self.policy.max_batch_attempts)
+        except _Isolate as e:
+            log.warning("batch of %d failed (%s); processing it record by record", len(batch), e)
+            self.metrics.isolated_batches.inc()
+            return self._isolate(batch, fetched_at)
+
+    def _isolate(self, batch: list[SourceRecord], fetched_at: float) -> BatchOutcome | None:
+        total = BatchOutcome()
+        for i, record in enumerate(batch):
+            try:
+                outcome = self._attempt([record], fetched_at, attempts=None)
+            except _Isolate as e:
+                outcome = self._dead_letter_failed(record, e.cause, fetched_at)
+            if outcome is None:
+                return None
+            if outcome.fenced:
+                self._rewind(batch[i:])  # the rest of the batch belongs to the partitions' new owner
+                return total
+            total.add(outcome)
+        return total
+
+    def _dead_letter_failed(
+        self, record: SourceRecord, cause: BaseException, fetched_at: float
     ) -> BatchOutcome | None:
-        """Process a batch, retrying with capped exponential backoff while the broker or the index is
-        unavailable (a restart, a network blip): the batch is not committed, so retrying it is safe,
-        and crashing would only replay it after a restart anyway. None if stopped meanwhile."""
+        """The record can never be written: dead-letter it (its dead letter bounded as an envelope
+        if need be). If even that keeps failing for what it holds, skip it, loudly."""
+        detail = describe(cause)
+        log.error(
+            "%s[%d]@%d cannot be written (%s): dead-lettering it",
+            record.topic,
+            record.partition,
+            record.offset,
+            detail,
+        )
+        for _ in range(3):
+            try:
+                return self._attempt([record], fetched_at, None, dead_letter=(WRITE_FAILED, detail))
+            except _Isolate as e:
+                cause = e.cause
+        log.error(
+            "%s[%d]@%d skipped: not even its dead letter can be written (%s)",
+            record.topic,
+            record.partition,
+            record.offset,
+            describe(cause),
+        )
+        self.metrics.skipped.inc()
+        if self.transactions is None:
+            self._commit([record])
+        return BatchOutcome(consumed=1)
+
+    def _attempt(
+        self,
+        records: list[SourceRecord],
+        fetched_at: float,
+        attempts: int | None,
+        dead_letter: tuple[str, str] | None = None,
+    ) -> BatchOutcome | None:
+        """Process `records` (or only dead-letter them, `dead_letter=(reason, detail)`) and commit
+        their offsets, in a transaction when there is one. Transient failures are retried with capped
+        backoff, `attempts` times at most (None: until they pass; then raises `_Isolate`); a failure
+        caused by a record raises `_Isolate` at once. None if stopped meanwhile."""
+        txn = self.transactions
+        if txn is not None:
+            group = self._batch_group
+            if group is None or group.generation_id < 0:
+                # No generation to prove membership with: the coordinator would accept the offsets of
+                # a transaction without one (older clients send none), so never commit such a batch.
+                self._rewind(records)
+                self._rejoin()
+                log.warning("batch of %d fetched outside a group generation: left to replay", len(records))
+                return BatchOutcome(fenced=True)
         delay = self.policy.retry_backoff_ms / 1000
+        failures = 0
         while True:
             try:
-                return self.pipeline.process(batch, fetched_at=fetched_at)
-            except TRANSIENT as e:
+                if txn is None:
+                    outcome = self._run(records, fetched_at, dead_letter, record_metrics=True)
+                    self._commit(records)
+                    self._progressed(records)
+                    return outcome
+                txn.begin()
+                outcome = self._run(records, fetched_at, dead_letter, record_metrics=False)
+                # offsets under the generation the batch was fetched in: if the group has moved on
+                # since (this process paused past its session timeout, a rebalance), the coordinator
+                # refuses them and the transaction must abort (KIP-447)
+                txn.commit(self._offsets(records), group)
+                self.pipeline.record_metrics(outcome)
+                self._progressed(records)
+                return outcome
+            except Exception as e:
+                if txn is not None and isinstance(e, GROUP_MOVED_ON):
+                    self._abort(txn, "group_moved_on")
+                    self._rewind(records)
+                    self._rejoin()
+                    log.warning(
+                        "batch of %d aborted: the group moved on (%s); its partitions' owner replays it",
+                        len(records),
+                        describe(e),
+                    )
+                    return BatchOutcome(fenced=True)
+                kind = classify(e)
+                if txn is not None:
+                    fatal = txn.is_fatal(e)
+                    self._abort(txn, "producer_fenced" if fatal else "error", recreate=fatal)
+                failures += 1
+                if kind is FailureKind.RECORD or (attempts is not None and failures >= attempts):
+                    raise _Isolate(e) from e
                 self.metrics.retries.inc()
                 log.warning(
-                    "batch of %d failed (%s: %s); retrying in %.1fs", len(batch), type(e).__name__, e, delay
+                    "batch of %d failed (%s); retrying in %.1fs", len(records), describe(e, 300), delay
                 )
+                self._update_lag()
                 if self.stop_event.wait(delay):
                     return None
                 delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
 
-    def _process_in_transaction(
-        self, batch: list[SourceRecord], txn: TransactionalProducer, fetched_at: float | None = None
-    ) -> BatchOutcome | None:
-        """Write the batch and commit its offsets in one transaction, retrying with capped backoff
-        while Kafka or the index is unavailable (an aborted transaction left nothing visible, so a
-        retry is safe). If the group moved on (this process was paused past its session timeout, or
-        a rebalance bumped the generation meanwhile) the broker refuses the offsets: the transaction
-        is aborted and the batch left to the partitions' owner. None if stopped meanwhile."""
-        group = self._batch_group
-        if group is None or group.generation_id < 0:
-            # No generation to prove membership with: the coordinator would accept the offsets of a
-            # transaction without one (older clients send none), so never commit such a batch.
-            self._rewind(batch)
-            self._rejoin()
-            log.warning("batch of %d fetched outside a group generation: left to replay", len(batch))
-            return BatchOutcome()
-        delay = self.policy.retry_backoff_ms / 1000
-        while True:
-            try:
-                txn.begin()
-                outcome = self.pipeline.process(batch, record_metrics=False, fetched_at=fetched_at)
-                # offsets under the generation the batch was fetched in: if the group has moved on
-                # since (this process paused past its session timeout, a rebalance), the coordinator
-                # refuses them and the transaction must abort (KIP-447)
-                txn.commit(self._offsets(batch), group)
-                self.pipeline.record_metrics(outcome)
-                return outcome
-            except GROUP_MOVED_ON as e:
-                self._abort(txn, "group_moved_on")
-                self._rewind(batch)
-                self._rejoin()
-                log.warning(
-                    "batch of %d aborted: the group moved on (%s: %s); its partitions' owner replays it",
-                    len(batch),
-                    type(e).__name__,
-                    e,
-                )
-                return BatchOutcome()
-            except TRANSIENT as e:
-                fatal = txn.is_fatal(e)
-                self._abort(txn, "producer_fenced" if fatal else "error", recreate=fatal)
-                self.metrics.retries.inc()
-                log.warning(
-                    "batch of %d aborted (%s: %s)%s; retrying in %.1fs",
-                    len(batch),
-                    type(e).__name__,
-                    e,
-                    ", producer recreated" if fatal else "",
-                    delay,
-                )
-                if self.stop_event.wait(delay):
-                    return None
-                delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
+    def _run(
+        self,
+        records: list[SourceRecord],
+        fetched_at: float,
+        dead_letter: tuple[str, str] | None,
+        record_metrics: bool,
+    ) -> BatchOutcome:
+        if dead_letter is not None:
+            return self.pipeline.dead_letter(records[0], *dead_letter, record_metrics=record_metrics)
+        return self.pipeline.process(records, record_metrics=record_metrics, fetched_at=fetched_at)
+
+    def _progressed(self, records: list[SourceRecord]) -> None:
+        """The partitions of committed records moved: their progress timestamps (stall alerts)."""
+        now = time.time()
+        for topic, partition in {(r.topic, r.partition) for r in records}:
+            self.metrics.progress.labels(topic, str(partition)).set(now)
 
     def _abort(self, txn: TransactionalProducer, reason: str, recreate: bool = False) -> None:
         """Abort (or recreate a producer beyond use); a failure here is left to the next begin()."""
@@ -250,8 +313,10 @@ class EncoderWorker:
                 txn.recreate()
             else:
                 txn.abort()
-        except TRANSIENT as e:
-            log.warning("aborting the transaction failed (%s: %s)", type(e).__name__, e)
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            log.warning("aborting the transaction failed (%s)", describe(e))
 
     def _rewind(self, batch: list[SourceRecord]) -> None:
         """Point the consumer back at the start of an aborted batch. If the rejoin gives this process
@@ -297,9 +362,11 @@ class EncoderWorker:
                 # past the session timeout): the partitions' new owner replays it, harmlessly
                 log.warning("offsets not committed, the group moved on: %s", e)
                 return
-            except TRANSIENT as e:
+            except Exception as e:
+                if not is_transient(e):
+                    raise
                 self.metrics.retries.inc()
-                log.warning("offset commit failed (%s); retrying in %.1fs", e, delay)
+                log.warning("offset commit failed (%s); retrying in %.1fs", describe(e), delay)
                 if self.stop_event.wait(delay):
                     return
                 delay = min(delay * 2, self.policy.max_retry_backoff_ms / 1000)
@@ -325,13 +392,20 @@ class EncoderWorker:
                 self.on_caught_up(self.catch_up)
 
     def _update_lag(self) -> None:
+        """Lag per partition; a partition with nothing waiting counts as progressing (not stalled)."""
+        now = time.time()
         for tp in self.consumer.assignment():
+            progress = self.metrics.progress.labels(tp.topic, str(tp.partition))
+            if tp not in self._progress_seen:
+                self._progress_seen.add(tp)
+                progress.set(now)  # assigned now: a partition that never moves from here is stalled
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                max(0, highwater - self.consumer.position(tp))
-            )
+            lag = max(0, highwater - self.consumer.position(tp))
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+            if lag == 0:
+                progress.set(now)
 
 
 # -- what every batch-transactional consume loop shares (the encoder's, the feedback service's) --------

@@ -23,6 +23,7 @@ import numpy as np
 from vitrine.errors import ConfigError
 from vitrine.text.encoders import ROLES, Role
 from vitrine.text.onnx_export import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
+from vitrine.threads import onnx_session_options
 
 
 class TextEmbedder:
@@ -56,9 +57,7 @@ class TextEmbedder:
         self._tokenizer.enable_padding(
             pad_id=int(self.config["pad_token_id"]), pad_token=self.config["pad_token"]
         )
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options = onnx_session_options(threads or 0)
         self._session = ort.InferenceSession(
             str(directory / file_name), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -529,3 +529,34 @@ def test_an_embedded_shard_searches_in_the_calling_thread_unless_given_a_pool(
             ix.close()
     assert spent[1] <= 0.02, f"searches ran on the pool: {spent}"
     assert spent[0] > 0.02, f"control: Qdrant Edge's own pool did no work: {spent}"
+
+
+def test_a_late_write_of_an_older_version_never_moves_a_server_point_backwards(tmp_path: Path) -> None:
+    """The zombie in server mode: a writer read the stored versions (none), stalled while another
+    writer stored newer ones, then wrote its older changes against what it had read. The server
+    adapter's write is conditional on the version, so Qdrant keeps the newer points. Control: the
+    same late write as a plain upsert (what the adapter did before, a02873d) moves them back, which
+    is what this test's oracle catches."""
+    rng = np.random.default_rng(3)
+    late = [IndexedItem(f"p{i}", 2, _unit(rng), ItemPayload(title=f"p{i} v2")) for i in range(20)]
+    newer = [IndexedItem(f"p{i}", 3, _unit(rng), ItemPayload(title=f"p{i} v3")) for i in range(10)]
+    index = open_index("server", tmp_path / "server")
+    stale_read = index.versions([c.product_id for c in late])  # read before the other writer wrote
+    assert stale_read == {}
+    index.apply(newer)
+    index.apply(late, stale_read)  # the zombie's write, planned against what it had read
+    assert index.versions([c.product_id for c in late]) == {f"p{i}": 3 if i < 10 else 2 for i in range(20)}
+    titles = {pid: item.payload.title for pid, item in index.get([f"p{i}" for i in range(10)]).items()}
+    assert titles == {f"p{i}": f"p{i} v3" for i in range(10)}
+
+    # the control: an unconditional upsert of the same late points, through the same client
+    assert isinstance(index, QdrantServerIndex)
+    from qdrant_client import models
+
+    points = [index._point(c) for c in late]
+    index.client.upsert(
+        index.collection,
+        points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points],
+        wait=True,
+    )
+    assert index.versions(["p0"]) == {"p0": 2}, "the control must show the defect the test guards"

@@ -102,3 +102,26 @@ def test_the_sender_thread_can_be_stopped_at_once(producer: KafkaProducer) -> No
     assert kafka_compat.stop_sender_now(producer) is True
     sender.join(5)
     assert not sender.is_alive()
+
+
+def test_the_producer_exposes_what_append_records_uses(producer: KafkaProducer) -> None:
+    import inspect
+
+    parameters = list(inspect.signature(producer._accumulator.append).parameters)
+    assert parameters[:5] == ["tp", "timestamp_ms", "key", "value", "headers"] and "now" in parameters
+    assert callable(producer._transaction_manager.maybe_add_partition_to_transaction)
+    assert callable(producer._sender.wakeup)
+    assert producer._closed is False and isinstance(producer.config["max_request_size"], int)
+
+
+def test_append_records_refuses_a_record_larger_than_a_request(producer: KafkaProducer) -> None:
+    too_large = b"x" * producer.config["max_request_size"]
+    with pytest.raises(kafka.errors.MessageSizeTooLargeError):
+        kafka_compat.append_records(producer, "compat-topic", 0, [(b"k", too_large)])
+
+
+def test_append_records_on_a_closed_producer_fails_like_send() -> None:
+    p = KafkaProducer(bootstrap_servers=UNREACHABLE, api_version=API_VERSION)
+    p.close(timeout=0)
+    with pytest.raises(kafka.errors.IllegalStateError):
+        kafka_compat.append_records(p, "compat-topic", 0, [(b"k", b"v")])

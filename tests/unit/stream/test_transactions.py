@@ -71,6 +71,9 @@ class FakeProducer:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
     def close(self, timeout: float | None = None) -> None:
         self.calls.append("close")
 
@@ -164,6 +167,9 @@ class FakeConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None  # no fetch yet
+
 
 class FakePipeline:
     def __init__(self) -> None:
@@ -201,7 +207,7 @@ def worker_with(consumer: FakeConsumer, txn: TransactionalProducer) -> tuple[Enc
 def test_a_batch_commits_its_offsets_in_its_transaction_and_counts_once_committed() -> None:
     calls: list[str] = []
     worker, pipeline = worker_with(FakeConsumer(), transactional(calls))
-    outcome = worker._process_in_transaction(batch(), worker.transactions)  # type: ignore[arg-type]
+    outcome = worker._process(batch(), 0.0)
     assert outcome is not None and outcome.consumed == 3
     assert calls == ["init", "begin", "offsets", "commit"] and pipeline.recorded == [outcome]
     assert worker._offsets(batch()) == {
@@ -215,8 +221,8 @@ def test_a_zombie_aborts_rewinds_and_leaves_the_batch_to_the_new_owner() -> None
     consumer = FakeConsumer()
     txn = transactional(calls, {"offsets": CommitFailedError("UnknownMemberIdError")})
     worker, pipeline = worker_with(consumer, txn)
-    outcome = worker._process_in_transaction(batch(), txn)
-    assert outcome == BatchOutcome()  # nothing counted: not committed
+    outcome = worker._process(batch(), 0.0)
+    assert outcome == BatchOutcome(fenced=True)  # nothing counted: not committed
     assert calls == ["init", "begin", "offsets", "abort"] and pipeline.recorded == []
     assert sorted(consumer.seeks) == [(TopicPartition("p", 0), 5), (TopicPartition("p", 1), 9)]
     assert consumer._coordinator.rejoin_requested  # rejoin before fetching more doomed batches
@@ -229,7 +235,7 @@ def test_a_batch_fetched_without_a_generation_is_never_committed() -> None:
     calls: list[str] = []
     consumer = FakeConsumer(generation=-1)
     worker, pipeline = worker_with(consumer, transactional(calls))
-    assert worker._process_in_transaction(batch(), worker.transactions) == BatchOutcome()  # type: ignore[arg-type]
+    assert worker._process(batch(), 0.0) == BatchOutcome(fenced=True)
     assert calls == [] and pipeline.processed == 0 and len(consumer.seeks) == 2
 
 
@@ -238,11 +244,11 @@ def test_abortable_errors_are_retried_and_a_fenced_producer_is_recreated() -> No
     failures: dict[str, BaseException] = {"commit": KafkaTimeoutError("broker away")}
     txn = transactional(calls, failures)
     worker, pipeline = worker_with(FakeConsumer(), txn)
-    assert worker._process_in_transaction(batch(), txn) is not None
+    assert worker._process(batch(), 0.0) is not None
     assert calls == ["init", "begin", "offsets", "commit", "abort", "begin", "offsets", "commit"]
     calls.clear()
     failures["offsets"] = ProducerFencedError()
-    assert worker._process_in_transaction(batch(), txn) is not None
+    assert worker._process(batch(), 0.0) is not None
     assert calls == ["begin", "offsets", "close", "init", "begin", "offsets", "commit"]
     assert worker.metrics.transactions_aborted.labels("error")._value.get() == 1
     assert worker.metrics.transactions_aborted.labels("producer_fenced")._value.get() == 1
@@ -254,7 +260,7 @@ def test_a_stop_during_retries_gives_up_without_committing() -> None:
     txn = transactional(calls, {"commit": KafkaTimeoutError("broker away")})
     worker, pipeline = worker_with(FakeConsumer(), txn)
     worker.stop()
-    assert worker._process_in_transaction(batch(), txn) is None
+    assert worker._process(batch(), 0.0) is None
     assert calls[-1] == "abort" and pipeline.recorded == []
 
 
