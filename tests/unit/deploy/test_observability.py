@@ -63,7 +63,10 @@ def test_compose_scrape_config_targets_the_services_on_their_metrics_ports(repo:
             ["recommender"],
             {compose["recommender"]["environment"]["VITRINE_RECOMMENDER_METRICS_PORT"]},
         ),
-        "vitrine-feedback": ("feedback", compose["feedback"]["environment"]["VITRINE_FEEDBACK_METRICS_PORT"]),
+        "vitrine-feedback": (
+            ["feedback"],
+            {compose["feedback"]["environment"]["VITRINE_FEEDBACK_METRICS_PORT"]},
+        ),
     }
     for job, (names, ports) in expected.items():
         (sd,) = jobs[job]["dns_sd_configs"]
