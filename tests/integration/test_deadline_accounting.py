@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from support.serving import index_only_registry
 
+from vitrine.api.overload import OverloadLimits
 from vitrine.api.server import create_grpc_server
 from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
 from vitrine.index.port import IndexedItem, ItemPayload
@@ -62,7 +63,15 @@ def gated(
     index.apply(items)
     source = GatedIndex(index)
     metrics = RecommenderMetrics()
-    server = create_grpc_server(index_only_registry(source, "m1", "A"), metrics, workers=1)  # type: ignore[arg-type]
+    # one handler thread; a queue long enough for the ten waiting calls (the default, twice the
+    # handlers, would refuse most of them with RESOURCE_EXHAUSTED: issue 14's admission bound)
+    overload = OverloadLimits(max_concurrent_rpcs=1, max_queued_rpcs=16)
+    server = create_grpc_server(
+        index_only_registry(source, "m1", "A"),  # type: ignore[arg-type]
+        metrics,
+        workers=1,
+        overload=overload,
+    )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield source, metrics, recommender_pb2_grpc.RecommenderStub(channel)
