@@ -24,12 +24,12 @@ from kafka.structs import ConsumerGroupMetadata, TopicPartition
 from vitrine.feedback.changelog import restore_record
 from vitrine.feedback.pipeline import FeedbackOutcome, FeedbackPipeline
 from vitrine.obs.metrics import FeedbackMetrics
+from vitrine.stream.failures import BATCH_RETRIED as TRANSIENT
 from vitrine.stream.kafka import require_read_committed
 from vitrine.stream.kafka_compat import request_rejoin
 from vitrine.stream.records import SourceRecord
 from vitrine.stream.transactions import GROUP_MOVED_ON, TransactionalProducer
 from vitrine.stream.worker import (
-    TRANSIENT,
     BatchPolicy,
     batch_offsets,
     collect_batch,

@@ -63,6 +63,18 @@ def classify(error: BaseException) -> FailureKind:
     return FailureKind.RECORD
 
 
+# What a loop that retries whole batches waits out (the feedback worker: its batch is one transaction
+# over state it restores, and a bad interaction is dead-lettered by its pipeline before any write):
+# every Kafka or index error, a timeout, a lost connection. `classify` splits these further where
+# one record can be dead-lettered on its own (the encoder's batch).
+BATCH_RETRIED: tuple[type[BaseException], ...] = (
+    kafka_errors.KafkaError,
+    IndexBackendError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
 def is_transient(error: BaseException) -> bool:
     return classify(error) is FailureKind.TRANSIENT
 
