@@ -112,6 +112,12 @@ def register(subparsers: Any) -> None:
         "sibling leaves; written to DIR/category_rules.yaml to edit)",
     )
     parser.add_argument(
+        "--zero-data",
+        action="store_true",
+        help="build the zero-data model even where the data has behaviour pairs (none is trained on; the "
+        "dataset's split is kept, so `vitrine eval recommend` measures it on a trained model's test pairs)",
+    )
+    parser.add_argument(
         "--untrained", action="store_true", help="write a randomly initialised model (smoke tests only)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -197,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             untrained=args.untrained,
             progress=not args.no_progress,
             category_rules=args.category_rules,
+            zero_data=args.zero_data,
             cache_dir=args.cache_dir or _default_cache(),
         )
     except ValueError as e:

@@ -49,6 +49,9 @@ class TrainingSetup:
     cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
     # zero-data start (vitrine.model.zero_data): the complementary rule file; None = the default rule
     category_rules: Path | None = None
+    # build the zero-data model even where the data has behaviour pairs: to measure it on the same
+    # held-out pairs as a trained model, or to start from it while the behaviour is too thin to trust
+    zero_data: bool = False
 
 
 def index_pairs(pairs: Sequence[tuple[str, str]], index: dict[str, int]) -> np.ndarray:
@@ -97,10 +100,14 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     by_split = split_pairs(task_pairs(dataset, cfg.task, setup.pairs), splits)
     train_pairs, val_pairs = index_pairs(by_split["train"], index), index_pairs(by_split["val"], index)
     log.info("pairs: %s", {k: len(v) for k, v in by_split.items()})
-    zero_data = not setup.untrained and len(train_pairs) < cfg.batch_size
+    zero_data = not setup.untrained and (setup.zero_data or len(train_pairs) < cfg.batch_size)
     pool = np.array([i for i, p in enumerate(products) if splits[p.product_id] == "train"], dtype=np.int64)
     if zero_data:
+        held_out = {k: v for k, v in by_split.items() if k != "train"}
         by_split, train_pairs, cfg = _zero_data_pairs(setup, dataset, len(train_pairs), index, out_dir)
+        # the behaviour's val/test pairs stay recorded (none was trained on): the split in the card
+        # is the dataset's, so `vitrine eval recommend` scores the same pairs as for a trained model
+        by_split.update(held_out)
         val_pairs = train_pairs  # nothing held out: there is no behaviour to generalise to
         pool = np.arange(len(products), dtype=np.int64)
 
@@ -134,6 +141,8 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
             # what the best epoch scored: served (selection) and, for complementary, the oracle
             "best": result.best_record,
             "stopped_early": result.stopped_early,
+            # a zero-data model has no held-out behaviour to choose its epoch on: its own pseudo pairs
+            "selected_on": "pseudo_pairs" if zero_data else "val",
             "history": result.history,
         }
     encoder.zero_text_rows(rare_buckets)
@@ -196,14 +205,15 @@ def _zero_data_pairs(
                 f"the default rule, written to {out_dir / RULES_FILE}",
             )
     pairs = pseudo_pairs(cfg.task, dataset.products, rules)
+    reason = (
+        f"--zero-data: the {behaviour_pairs} {cfg.task} behaviour training pairs are not used"
+        if setup.zero_data
+        else f"{dataset.name} has {behaviour_pairs} {cfg.task} behaviour pairs (a batch needs {cfg.batch_size})"
+    )
     log.warning(
-        "%s has %d %s behaviour pairs (a batch needs %d): building a ZERO-DATA model from the catalogue "
-        "alone (%s). Serve it as any model; train again once you have co-view / co-purchase data "
-        "(docs/CATALOGUE.md)",
-        dataset.name,
-        behaviour_pairs,
-        cfg.task,
-        cfg.batch_size,
+        "%s: building a ZERO-DATA model from the catalogue alone (%s). Serve it as any model; train "
+        "again once you have co-view / co-purchase data (docs/CATALOGUE.md)",
+        reason,
         "titles and the category tree"
         if cfg.task == "similar"
         else f"the category tree and category rules from {source}",

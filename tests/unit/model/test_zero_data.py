@@ -155,3 +155,35 @@ def test_complementary_zero_data_model_writes_its_editable_rules(catalogue: Path
     card = read_card(out)
     assert card.kind == "zero_data"
     assert set(card.complementary_map.get("Helmets", [])) <= {"Lights", "Locks"}
+
+
+def test_zero_data_flag_ignores_behaviour_pairs_and_keeps_the_datasets_split(tmp_path: Path) -> None:
+    # --zero-data on a dataset with behaviour: without the flag synthetic:200 trains on its pairs; with
+    # it the towers learn pseudo pairs only, and the card keeps the dataset's split (its held-out pairs
+    # counted, none trained on) so that `vitrine eval recommend` scores the trained model's test pairs
+    from vitrine.catalog.features import FeatureConfig
+    from vitrine.data.datasets import load_dataset, parse_specs
+    from vitrine.data.pairs import PairConfig, SplitConfig, product_splits, split_pairs, task_pairs
+    from vitrine.model.config import TrainConfig
+    from vitrine.model.pipeline import TrainingSetup, run_training
+
+    setup = TrainingSetup(
+        specs=tuple(parse_specs("synthetic:200")),
+        train=TrainConfig(epochs=1, batch_size=64, uniform_negatives=32, kmeans_k=4),
+        features=FeatureConfig(
+            text_buckets=1 << 12, category_buckets=1 << 10, brand_buckets=256, seller_buckets=64
+        ),
+        progress=False,
+        zero_data=True,
+    )
+    card = run_training(setup, tmp_path)
+    dataset = load_dataset("synthetic:200")
+    behaviour = split_pairs(
+        task_pairs(dataset, "similar", PairConfig()), product_splits(dataset.products, SplitConfig())
+    )
+    assert len(behaviour["train"]) >= 64  # without the flag this would be a trained model
+    assert card.kind == "zero_data" and card.metrics["selected_on"] == "pseudo_pairs"
+    pseudo = similar_pseudo_pairs(dataset.products, ZeroDataConfig())
+    assert card.split["pairs"]["train"] == len(pseudo) != len(behaviour["train"])
+    assert card.split["pairs"]["test"] == len(behaviour["test"]) > 0
+    assert card.split["seed"] == SplitConfig().seed
