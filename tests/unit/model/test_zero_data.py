@@ -155,6 +155,33 @@ def test_complementary_zero_data_model_writes_its_editable_rules(catalogue: Path
     card = read_card(out)
     assert card.kind == "zero_data"
     assert set(card.complementary_map.get("Helmets", [])) <= {"Lights", "Locks"}
+    # issue 17: "leaf categories the model never saw give an empty Complementary list". Tyres is the
+    # only leaf under its parent, so the default rule names nothing for it and no pseudo pair starts
+    # there; the served path (every category searched, vitrine.serving.complementary) still answers
+    assert rules["Tyres"] == [] and "Tyres" not in card.complementary_map
+    exported = _vitrine("export", "--model", str(out), "--dataset", f"jsonl:{catalogue}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+
+    from vitrine.index.edge import EdgeIndex, EdgeIndexConfig
+    from vitrine.index.port import SearchFilter
+    from vitrine.model.inference import load_inference_model
+    from vitrine.serving.anchors import AnchorRef
+    from vitrine.serving.complementary import ComplementaryQuery, complementary
+    from vitrine.serving.deadline import Deadline
+    from vitrine.serving.registry import ServedModel
+    from vitrine.serving.selection import RequestFilter
+    from vitrine.stream.pipeline import encode_products
+
+    model = load_inference_model(out, threads=1)
+    products = _products()
+    index = EdgeIndex(EdgeIndexConfig(tmp_path / "shard", model.dim, fresh=True, wal=False))
+    index.apply(encode_products(model, products))
+    served = ServedModel("zero", model.model_version, "complementary", index, model)
+    query = ComplementaryQuery(AnchorRef("t1"), 5, filters=RequestFilter(SearchFilter(in_stock_only=False)))
+    listed = complementary(served, query, Deadline.none(), exact=True)
+    leaf = {p.product_id: p.category_path[-1] for p in products}
+    assert len(listed) == 5 and all(leaf[r.product_id] != "Tyres" for r in listed), listed
+    index.close()
 
 
 def test_zero_data_flag_ignores_behaviour_pairs_and_keeps_the_datasets_split(tmp_path: Path) -> None:
