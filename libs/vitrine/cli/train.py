@@ -10,6 +10,7 @@ from typing import Any
 
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
 from vitrine.model.lexical import LEXICAL_TEXTS  # plain Python: no torch
+from vitrine.model.zero_data import ZeroDataConfig
 
 TASKS = ("similar", "complementary", "intent")
 TEXT_BRANCHES = ("hashed", "sentence", "hashed+sentence")
@@ -59,7 +60,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         help="complementary serving: weight of the TF-IDF cosine next to the tower's logit "
-        f"(stored in the model card; default {RetrievalConfig().lexical_weight:g}, 0 = tower only)",
+        f"(stored in the model card; default {RetrievalConfig().lexical_weight:g}, a zero-data model "
+        f"{ZeroDataConfig().complementary_lexical_weight:g}; 0 = tower only)",
     )
     parser.add_argument(
         "--lexical-text",
@@ -153,7 +155,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise ConfigError(f"--task {args.task} needs --out DIR (the model directory to write)")
+    retrieval = {
+        k: v
+        for k, v in (("lexical_weight", args.lexical_weight), ("lexical_text", args.lexical_text))
+        if v is not None
+    }
     try:
+        RetrievalConfig(**retrieval)  # a bad value is a clear error now, not a traceback from training
         features = FeatureConfig(text_branch=args.text_branch)
         if args.text_branch != "hashed":
             from vitrine.model.text_branch import encoder_dimension, load_text_encoder
@@ -193,13 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
             ),
             category_map=CategoryMapConfig(min_support=args.min_support),
-            retrieval=RetrievalConfig(
-                **{
-                    k: v
-                    for k, v in (("lexical_weight", args.lexical_weight), ("lexical_text", args.lexical_text))
-                    if v is not None
-                }
-            ),
+            retrieval=retrieval,
             untrained=args.untrained,
             progress=not args.no_progress,
             category_rules=args.category_rules,

@@ -29,7 +29,15 @@ from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf, lexical_text
 from vitrine.model.tasks import build_task
 from vitrine.model.text_branch import sentence_vectors
 from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
-from vitrine.model.zero_data import RULES_FILE, default_rules, pseudo_pairs, read_rules, write_rules
+from vitrine.model.zero_data import (
+    RULES_FILE,
+    ZeroDataConfig,
+    default_rules,
+    pseudo_pairs,
+    read_rules,
+    write_rules,
+    zero_data_retrieval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,9 @@ class TrainingSetup:
     pairs: PairConfig = field(default_factory=PairConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     category_map: CategoryMapConfig = field(default_factory=CategoryMapConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    # RetrievalConfig fields to set; the rest are the defaults of the model's kind (a zero-data model
+    # re-scores deeper, words first: vitrine.model.zero_data.zero_data_retrieval)
+    retrieval: dict[str, Any] = field(default_factory=dict)
     untrained: bool = False
     progress: bool = True
     cache_dir: Path | None = None  # sentence vectors of the catalogue (sentence text branches)
@@ -102,6 +112,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     log.info("pairs: %s", {k: len(v) for k, v in by_split.items()})
     zero_data = not setup.untrained and (setup.zero_data or len(train_pairs) < cfg.batch_size)
     pool = np.array([i for i, p in enumerate(products) if splits[p.product_id] == "train"], dtype=np.int64)
+    retrieval = replace(zero_data_retrieval() if zero_data else RetrievalConfig(), **setup.retrieval)
     if zero_data:
         held_out = {k: v for k, v in by_split.items() if k != "train"}
         by_split, train_pairs, cfg = _zero_data_pairs(setup, dataset, len(train_pairs), index, out_dir)
@@ -157,7 +168,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     if centroids is not None:
         files["centroids"] = CENTROIDS_FILE
     if cfg.task == "complementary":
-        fit_lexical(products, setup.features, setup.retrieval).save(out_dir)
+        fit_lexical(products, setup.features, retrieval).save(out_dir)
         files["lexical"] = LEXICAL_FILE
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     card = ModelCard(
@@ -172,7 +183,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
         train=cfg.to_dict(),
         complementary_map=complementary_map,
         category_prior=category_prior,
-        retrieval=setup.retrieval.to_dict() if cfg.task == "complementary" else {},
+        retrieval=retrieval.to_dict() if cfg.task == "complementary" else {},
         pairs=setup.pairs.to_dict(),
         split={
             **setup.split.to_dict(),
@@ -229,5 +240,5 @@ def _zero_data_pairs(
         write_rules(rules, out_dir / RULES_FILE)
     by_split = {"train": pairs, "val": [], "test": []}
     batch = 1 << (min(cfg.batch_size, len(pairs)).bit_length() - 1)  # a power of two <= the pairs
-    cfg = replace(cfg, batch_size=max(2, batch))
+    cfg = replace(cfg, batch_size=max(2, batch), epochs=min(cfg.epochs, ZeroDataConfig().max_epochs))
     return by_split, index_pairs(pairs, index), cfg

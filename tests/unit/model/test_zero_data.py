@@ -92,6 +92,18 @@ def test_default_rules_pair_sibling_leaves_and_an_edited_rule_file_wins(tmp_path
     assert {leaf[b] for _, b in pairs} == {"Helmets", "Lights", "Locks"}
 
 
+def test_lexical_pseudo_pairs_cross_leaves_by_shared_title_words() -> None:
+    from vitrine.model.zero_data import lexical_pseudo_pairs
+
+    pairs = lexical_pseudo_pairs(_products(), k=2)
+    leaf = {pid: path[-1] for pid, _, path in BIKE_SHOP}
+    assert pairs and all(leaf[a] != leaf[b] for a, b in pairs)  # never the own leaf (nor itself)
+    # the commuter helmet "with light" goes with a light; the 29-inch tubeless tyre with a 29er
+    assert {leaf[b] for a, b in pairs if a == "h3"} == {"Lights"}
+    assert any(b in ("b1", "b3") for a, b in pairs if a == "t1")
+    assert lexical_pseudo_pairs(_products(), k=0) == []
+
+
 def test_a_malformed_rule_file_is_a_clear_error(tmp_path: Path) -> None:
     from vitrine.errors import DataError
 
@@ -156,9 +168,9 @@ def test_complementary_zero_data_model_writes_its_editable_rules(catalogue: Path
     assert card.kind == "zero_data"
     assert set(card.complementary_map.get("Helmets", [])) <= {"Lights", "Locks"}
     # issue 17: "leaf categories the model never saw give an empty Complementary list". Tyres is the
-    # only leaf under its parent, so the default rule names nothing for it and no pseudo pair starts
-    # there; the served path (every category searched, vitrine.serving.complementary) still answers
-    assert rules["Tyres"] == [] and "Tyres" not in card.complementary_map
+    # only leaf under its parent, so the default rule names nothing for it; the served path (every
+    # category searched, vitrine.serving.complementary) still answers, from the other leaves
+    assert rules["Tyres"] == []
     exported = _vitrine("export", "--model", str(out), "--dataset", f"jsonl:{catalogue}")
     assert exported.returncode == 0, exported.stderr[-3000:]
 
