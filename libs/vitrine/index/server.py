@@ -10,6 +10,7 @@ in-process mode (`url=":memory:"` or a local path).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ class QdrantServerConfig:
     shards: int = 1
     replicas: int = 1
     timeout_s: int = 10
+    # creating the collection at start: a Qdrant still starting, slow, or busy with another replica's
+    # create is retried (1, 2, 4, 8 s apart) before the service gives up with a clear error
+    create_attempts: int = 5
 
 
 def make_client(config: QdrantServerConfig) -> Any:
@@ -71,7 +75,20 @@ class QdrantServerIndex(IndexAdapter):
             self.ensure_collection()
 
     def ensure_collection(self) -> bool:
-        """Create the collection with its payload indexes if it does not exist; True if created."""
+        """Create the collection with its payload indexes if it does not exist; True if created. Two
+        replicas starting together may both try: a create that fails because the other replica's got
+        there first (or that timed out on a busy server) is found by the next attempt."""
+        for attempt in range(max(1, self.config.create_attempts)):
+            try:
+                return self._create_collection()
+            except IndexBackendError as e:
+                if attempt + 1 >= max(1, self.config.create_attempts):
+                    raise
+                log.warning("%s; retrying in %d s", e, 1 << attempt)
+                time.sleep(1 << attempt)
+        raise AssertionError("unreachable")
+
+    def _create_collection(self) -> bool:
         m = self._m
         try:
             if self.client.collection_exists(self.collection):
@@ -88,14 +105,18 @@ class QdrantServerIndex(IndexAdapter):
                 shard_number=self.config.shards,
                 replication_factor=self.config.replicas,
             )
-            for field_name, spec in PAYLOAD_FIELDS.items():
-                self.client.create_payload_index(
-                    self.collection, field_name, _index_params(m, spec.kind, spec.graph), wait=True
-                )
+            self._create_payload_indexes()
         except Exception as e:
             raise IndexBackendError(f"cannot create Qdrant collection {self.collection!r}: {e}") from e
         log.info("created Qdrant collection %s (dim %d)", self.collection, self.dim)
         return True
+
+    def _create_payload_indexes(self) -> None:
+        m = self._m
+        for field_name, spec in PAYLOAD_FIELDS.items():
+            self.client.create_payload_index(
+                self.collection, field_name, _index_params(m, spec.kind, spec.graph), wait=True
+            )
 
     def point_alias(self, alias: str) -> None:
         """Atomically make `alias` name this collection (the zero-downtime switch)."""

@@ -560,3 +560,48 @@ def test_a_late_write_of_an_older_version_never_moves_a_server_point_backwards(t
         wait=True,
     )
     assert index.versions(["p0"]) == {"p0": 2}, "the control must show the defect the test guards"
+
+
+def test_server_adapter_start_survives_a_create_that_timed_out_or_raced_another_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catches an encoder that exits at start because creating its collection timed out: two
+    encoders started together against a busy server (CI: "cannot create Qdrant collection: timed
+    out", exit 2). The create here happens on the engine but the client sees a timeout, as when the
+    reply is late or another replica's create won; before the retry, the first attempt's error was
+    final."""
+    from qdrant_client import QdrantClient
+
+    import vitrine.index.server as server
+
+    class LateReplyClient:
+        def __init__(self) -> None:
+            self.engine = QdrantClient(location=":memory:")
+            self.timeouts = 1
+
+        def create_collection(self, *args: object, **kwargs: object) -> object:
+            result = self.engine.create_collection(*args, **kwargs)  # type: ignore[arg-type]
+            if self.timeouts:
+                self.timeouts -= 1
+                raise TimeoutError("timed out")
+            return result
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.engine, name)
+
+    waits: list[float] = []
+    monkeypatch.setattr(server.time, "sleep", waits.append)
+    client = LateReplyClient()
+    index = QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM), client=client)
+    assert waits == [1] and client.engine.collection_exists("items") and index.count() == 0
+
+    # a server that stays down: a clear error after the configured attempts, not a hang
+    class DownClient:
+        def collection_exists(self, name: str) -> bool:
+            raise TimeoutError("timed out")
+
+    down = DownClient()
+    waits.clear()
+    with pytest.raises(IndexBackendError, match="cannot create Qdrant collection 'items'"):
+        QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM, create_attempts=3), client=down)
+    assert waits == [1, 2]
