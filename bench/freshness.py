@@ -33,6 +33,7 @@ from pathlib import Path
 
 import grpc
 from _common import ensure_model, percentiles, write_result
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from vitrine.api.client import RecommenderClient
@@ -249,7 +250,13 @@ def _catch_up_rate(stack: LocalStack, events: int, timeout_s: float = 1800) -> f
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        progress = group_progress(stack.kafka, "vitrine-encoder", stack.topics.products)
+        try:
+            progress = group_progress(stack.kafka, "vitrine-encoder", stack.topics.products)
+        except KafkaError as e:  # a fresh broker has no group coordinator for the first seconds
+            if not e.retriable:
+                raise
+            time.sleep(0.25)
+            continue
         committed = sum(c for c, _ in progress.values())
         samples.append((time.monotonic(), committed))
         if committed >= events:
