@@ -76,17 +76,27 @@ class QdrantServerIndex(IndexAdapter):
 
     def ensure_collection(self) -> bool:
         """Create the collection with its payload indexes if it does not exist; True if created. Two
-        replicas starting together may both try: a create that fails because the other replica's got
-        there first (or that timed out on a busy server) is found by the next attempt."""
-        for attempt in range(max(1, self.config.create_attempts)):
+        replicas starting together may both try: a create refused because the other replica's got there
+        first finds the collection; one that timed out on a busy server (transient, by the engine's own
+        classification) is tried again 1, 2, 4, 8 s later; any other refusal is final."""
+        attempt = 0
+        while True:
             try:
                 return self._create_collection()
             except IndexBackendError as e:
-                if attempt + 1 >= max(1, self.config.create_attempts):
+                if not e.retriable and self._exists_now():
+                    return False  # another replica's create won the race
+                attempt += 1
+                if not e.retriable or attempt >= self.config.create_attempts:
                     raise
-                log.warning("%s; retrying in %d s", e, 1 << attempt)
-                time.sleep(1 << attempt)
-        raise AssertionError("unreachable")
+                log.warning("%s; retrying in %d s", e, 1 << (attempt - 1))
+                time.sleep(1 << (attempt - 1))
+
+    def _exists_now(self) -> bool:
+        try:
+            return bool(self.client.collection_exists(self.collection))
+        except Exception:  # the create's own error is the one to report
+            return False
 
     def _create_collection(self) -> bool:
         m = self._m
@@ -105,18 +115,17 @@ class QdrantServerIndex(IndexAdapter):
                 shard_number=self.config.shards,
                 replication_factor=self.config.replicas,
             )
-            self._create_payload_indexes()
+            for field_name, spec in PAYLOAD_FIELDS.items():
+                self.client.create_payload_index(
+                    self.collection, field_name, _index_params(m, spec.kind, spec.graph), wait=True
+                )
         except Exception as e:
-            raise IndexBackendError(f"cannot create Qdrant collection {self.collection!r}: {e}") from e
+            raise IndexBackendError(
+                f"cannot create Qdrant collection {self.collection!r}: {e}",
+                retriable=self._engine_retriable(e),
+            ) from e
         log.info("created Qdrant collection %s (dim %d)", self.collection, self.dim)
         return True
-
-    def _create_payload_indexes(self) -> None:
-        m = self._m
-        for field_name, spec in PAYLOAD_FIELDS.items():
-            self.client.create_payload_index(
-                self.collection, field_name, _index_params(m, spec.kind, spec.graph), wait=True
-            )
 
     def point_alias(self, alias: str) -> None:
         """Atomically make `alias` name this collection (the zero-downtime switch)."""

@@ -605,3 +605,23 @@ def test_server_adapter_start_survives_a_create_that_timed_out_or_raced_another_
     with pytest.raises(IndexBackendError, match="cannot create Qdrant collection 'items'"):
         QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM, create_attempts=3), client=down)
     assert waits == [1, 2]
+
+    # a create the engine refuses (a bad parameter: ValueError in-process, 4xx from a server) is final
+    class RefusingClient(LateReplyClient):
+        def create_collection(self, *args: object, **kwargs: object) -> object:
+            raise ValueError("bad vectors_config")
+
+    waits.clear()
+    with pytest.raises(IndexBackendError, match="bad vectors_config"):
+        QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM), client=RefusingClient())
+    assert waits == []
+
+    # the race lost: the create is refused because another replica's create made the collection
+    class LostRaceClient(LateReplyClient):
+        def create_collection(self, *args: object, **kwargs: object) -> object:
+            self.engine.create_collection(*args, **kwargs)  # type: ignore[arg-type]
+            raise ValueError("Collection `items` already exists!")
+
+    lost = LostRaceClient()
+    assert QdrantServerIndex(QdrantServerConfig(":memory:", "items", DIM), client=lost).count() == 0
+    assert waits == [] and lost.engine.collection_exists("items")
