@@ -308,6 +308,8 @@ class FeatureExtractor:
             chars_needed = SENTENCE_FALLBACK_CHARS
         if not text or (words_needed <= 0 and chars_needed <= 0):
             return ""
+        if len(normalised_words(text)) < words_needed:
+            return text  # the loop below would not cut it either (one pass instead of one per word)
         words = 0
         for token in _TOKEN.finditer(text):
             # normalising word by word gives the words normalising the whole text gives

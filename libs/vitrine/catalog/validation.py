@@ -71,7 +71,11 @@ def decode_event(
         pb = catalog_pb2.ProductEvent.FromString(value)
     except (DecodeError, RuntimeError, ValueError) as e:
         raise InvalidEventError("undecodable", f"not a vitrine.v1.ProductEvent: {e}") from e
-    if misfits := misfit_fields(pb):
+    # Walking the unknown-field sets costs ~6 µs an event; comparing the serialised size with and
+    # without them (in C) ~1 µs, so the walk runs only for an event that has unknown fields at all.
+    size = pb.ByteSize()
+    pb.DiscardUnknownFields()
+    if pb.ByteSize() != size and (misfits := misfit_fields(catalog_pb2.ProductEvent.FromString(value))):
         raise InvalidEventError(
             "bad_field_type", f"fields sent with the wrong wire type (a producer schema mismatch): {misfits}"
         )
