@@ -13,8 +13,9 @@ measure that instead of freshness. Both are measured with the machine otherwise 
 the probes this process's producer, the broker and both services share it; so the *sustained* rate
 is measured too: every catalogue product updated once, published as fast as this process can while
 the encoder encodes and the recommender applies (the slope of the recommender's applied counter over
-20-90 % of them). The maximum is the lowest of the three (on two cores, the sustained one). Then the background stream starts, and each probe publishes a
-brand-new product and asks `Similar(new id)` every 5 ms until it answers.
+20-90 % of them). The maximum is the lowest of the three (on two cores, the sustained one). Then
+the background stream starts, and each probe publishes a brand-new product and asks
+`Similar(new id)` every 5 ms until it answers.
 
 Each probe is timed per stage: *encoder* = produced → its vector committed on the vectors topic (a
 read_committed consumer in this process tails the topic, fetch wait 5 ms, so this stage includes up
@@ -32,6 +33,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +50,7 @@ from vitrine.stream.publisher import CatalogPublisher
 
 # a probe not returned by then is counted as missed, at this value
 PROBE_TIMEOUT_S = 30.0
+APPLIED = "vitrine_recommender_vectors_applied_total"  # the recommender's counter of applied vectors
 
 
 def main() -> None:
@@ -268,9 +271,7 @@ def _catch_up_rate(stack: LocalStack, events: int, timeout_s: float = 1800) -> f
         if committed >= events:
             break
         time.sleep(0.25)
-    (t0, c0) = next(s for s in samples if s[1] >= 0.2 * events)
-    (t1, c1) = next(s for s in samples if s[1] >= 0.9 * events)
-    return (c1 - c0) / (t1 - t0)
+    return _slope(samples, events)
 
 
 def _sustained_rate(
@@ -278,8 +279,7 @@ def _sustained_rate(
 ) -> float:
     """Events/s through producer, encoder and recommender at once: each product updated once, as
     fast as this process publishes, the recommender's applied counter's slope over 20-90 %."""
-    counter = "vitrine_recommender_vectors_applied_total"
-    before = recommender.metric(counter, {"op": "upsert"})
+    before = recommender.metric(APPLIED, {"op": "upsert"})
 
     def publish() -> None:
         with CatalogPublisher.connect(
@@ -290,31 +290,21 @@ def _sustained_rate(
 
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
-    samples: list[tuple[float, float]] = []
-    deadline = time.monotonic() + timeout_s
-    n = len(products)
-    while time.monotonic() < deadline:
-        applied = recommender.metric(counter, {"op": "upsert"}) - before
-        samples.append((time.monotonic(), applied))
-        if applied >= n:
-            break
-        if not recommender.alive():
-            raise RuntimeError(f"the recommender exited:\n{recommender.log_tail()}")
-        time.sleep(0.25)
+    rate = _replay_rate(recommender, len(products), timeout_s, before)
     thread.join(60)
-    (t0, c0) = next(s for s in samples if s[1] >= 0.2 * n)
-    (t1, c1) = next(s for s in samples if s[1] >= 0.9 * n)
-    return (c1 - c0) / (t1 - t0)
+    return rate
 
 
-def _replay_rate(recommender: ServiceProcess, vectors: int, timeout_s: float = 1800) -> float:
-    """The recommender's apply rate while it replays `vectors` records at start (its counter's slope
-    over 20-90 % of them)."""
+def _replay_rate(
+    recommender: ServiceProcess, vectors: int, timeout_s: float = 1800, before: float = 0.0
+) -> float:
+    """The recommender's apply rate over its next `vectors` upserts after `before` applied ones (its
+    counter's slope over 20-90 % of them): the replay at start, or a stream it applies meanwhile."""
     samples: list[tuple[float, float]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            applied = recommender.metric("vitrine_recommender_vectors_applied_total", {"op": "upsert"})
+            applied = recommender.metric(APPLIED, {"op": "upsert"}) - before
         except OSError:  # /metrics is not up yet
             applied = 0.0
         samples.append((time.monotonic(), applied))
@@ -323,8 +313,13 @@ def _replay_rate(recommender: ServiceProcess, vectors: int, timeout_s: float = 1
         if not recommender.alive():
             raise RuntimeError(f"the recommender exited:\n{recommender.log_tail()}")
         time.sleep(0.25)
-    (t0, c0) = next(s for s in samples if s[1] >= 0.2 * vectors)
-    (t1, c1) = next(s for s in samples if s[1] >= 0.9 * vectors)
+    return _slope(samples, vectors)
+
+
+def _slope(samples: Sequence[tuple[float, float]], total: int) -> float:
+    """Count per second between the samples that first reach 20 % and 90 % of `total`."""
+    (t0, c0) = next(s for s in samples if s[1] >= 0.2 * total)
+    (t1, c1) = next(s for s in samples if s[1] >= 0.9 * total)
     return (c1 - c0) / (t1 - t0)
 
 
