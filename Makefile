@@ -68,7 +68,7 @@ prometheus:
 ## go-tools: grpcurl and ghz (the reflection test, the recommender benchmarks) from the Go module proxy, pinned, into a shared cache (installed only when missing)
 GO_BIN := $(VITRINE_CACHE)/go/bin
 GRPCURL_VERSION := v1.9.3
-GHZ_VERSION := v0.93.0
+GHZ_VERSION := v0.120.0
 go-tools:
 	@command -v go >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \

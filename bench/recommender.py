@@ -224,7 +224,7 @@ def find_ghz(explicit: str | None) -> str | None:
 
 
 def protoset(path: Path) -> Path:
-    """The API's descriptors for ghz: ghz 0.93 cannot parse proto3 `optional` fields from .proto files
+    """The API's descriptors for ghz: ghz (0.93 and 0.120) cannot parse proto3 `optional` fields from .proto files
     (nor resolve them over reflection), but reads a compiled descriptor set."""
     from grpc_tools import protoc
 
