@@ -23,12 +23,10 @@ from pathlib import Path
 from _recommender_world import open_shard
 
 from vitrine.api.server import create_grpc_server
-from vitrine.feedback.recorder import ImpressionRecorder
 from vitrine.model.inference import load_inference_model
-from vitrine.obs.metrics import ImpressionMetrics, RecommenderMetrics
+from vitrine.obs.metrics import RecommenderMetrics
 from vitrine.serving.experiments import ExperimentRouter, Variant
 from vitrine.serving.registry import ModelRegistry, ServedModel, ServingSnapshot
-from vitrine.stream.kafka import KafkaSettings
 
 
 def main() -> None:
@@ -81,6 +79,11 @@ def main() -> None:
     metrics = RecommenderMetrics()
     recorder = None
     if args.record_impressions:  # as the service wires it (services/recommender/service.py)
+        # imported here: an older library (serving_overhead's `before`) has no impression recorder
+        from vitrine.feedback.recorder import ImpressionRecorder
+        from vitrine.obs.metrics import ImpressionMetrics
+        from vitrine.stream.kafka import KafkaSettings
+
         kafka = KafkaSettings(args.record_impressions, client_id="bench-impressions")
         recorder = ImpressionRecorder(
             kafka,

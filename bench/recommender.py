@@ -10,7 +10,7 @@ Layers measured, per method:
            in-process, single thread: the "raw Qdrant Edge query latency for the same vectors";
   task     the whole task function in-process (lookups, towers, filters, interleaving): no gRPC;
   grpc     end to end through gRPC from a separate server process: a Python load generator (one
-           process per client) and ghz (a Go load generator; `go install github.com/bojand/ghz/cmd/ghz@latest`),
+           process per client) and ghz (a Go load generator; `make ghz`),
            closed loop (throughput at saturation), and ghz again paced at half that throughput (open
            loop: the latency of a server with headroom, which is how a service is run).
 Recall@10: ANN search vs exact search in the same engine, with the same filters, for each method's
@@ -218,9 +218,14 @@ def start_server(
 def find_ghz(explicit: str | None) -> str | None:
     if explicit:
         return explicit
-    found = shutil.which("ghz")
+    # where `make ghz` installs it (the pinned version) first, then PATH and GOPATH (`go install`)
+    cache = Path(os.environ.get("VITRINE_CACHE", Path.home() / ".cache" / "vitrine"))
+    pinned = Path(os.environ.get("VITRINE_GO_BIN", cache / "go" / "bin")) / "ghz"
     gopath = Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin" / "ghz"
-    return found or (str(gopath) if gopath.is_file() else None)
+    for candidate in (pinned, shutil.which("ghz"), gopath):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return None
 
 
 def protoset(path: Path) -> Path:
@@ -368,7 +373,7 @@ def main() -> None:
 
     ghz = None if args.no_ghz else find_ghz(args.ghz)
     if ghz is None and not args.no_ghz:
-        print("ghz not found: `go install github.com/bojand/ghz/cmd/ghz@latest`, or pass --no-ghz")
+        print("ghz not found: `make ghz` installs the pinned version, or pass --no-ghz")
     results["ghz"] = ghz or "not run"
     server, target = start_server(cache, args)
     try:

@@ -50,6 +50,23 @@ from vitrine.model.inference import load_inference_model
 REPO = Path(__file__).resolve().parents[1]
 
 
+def card_without_defaults(model_dir: Path, out: Path) -> None:
+    """A copy of the model for the baseline library: the same files (linked), the card without the
+    feature settings that hold today's defaults, since a setting added after the baseline's commit
+    (e.g. `sentence_context`) is refused by its FeatureConfig even at its default value."""
+    from vitrine.catalog.features import FeatureConfig
+
+    out.mkdir(exist_ok=True)
+    for f in model_dir.iterdir():
+        target = out / f.name
+        if f.name != "model.json" and not target.exists():
+            target.symlink_to(f.resolve())
+    card = json.loads((model_dir / "model.json").read_text())
+    defaults = FeatureConfig().to_dict()
+    card["features"] = {k: v for k, v in card["features"].items() if defaults.get(k, object()) != v}
+    (out / "model.json").write_text(json.dumps(card, indent=2))
+
+
 @dataclass
 class Server:
     """One benchmarked server: `processes` copies of bench/_recommender_server.py on one port."""
@@ -64,6 +81,8 @@ class Server:
     options: list[str] = field(default_factory=list)  # more flags of the server script
 
     def start(self, cache: Path, model: Path, workers: int) -> None:
+        if self.name.startswith("before"):
+            model = model.parent / f"{model.name}-for-baseline"  # `card_without_defaults` wrote it
         env = {**os.environ, "PYTHONPATH": f"{self.libs}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         for shard in self.shards:
             cmd = [
@@ -257,11 +276,12 @@ def main() -> None:
     concurrency = [int(c) for c in args.concurrency.split(",")]
     ghz_path = find_ghz(args.ghz)
     if ghz_path is None:
-        raise SystemExit("ghz not found: `make ghz` or `go install github.com/bojand/ghz/cmd/ghz@latest`")
+        raise SystemExit("ghz not found: `make ghz` installs the pinned version")
 
     print(f"== world: {args.items:,} synthetic items, cache {cache}; load average {load_average()}")
     leaf, in_stock = catalog(cache, args.items)
     model = load_inference_model(model_dir, threads=1)
+    card_without_defaults(model_dir, model_dir.parent / f"{model_dir.name}-for-baseline")
     build = ensure_shard(cache, "similar", model, args.items)
     requests = workload(leaf, in_stock, {}, args.queries, similar_only=True)["Similar"]
 

@@ -218,7 +218,7 @@ def _model_info(m: ServedModel) -> tuple[str, str, str, str]:
 
 def startup_allowance_s(settings: RecommenderSettings, models: Iterable[ServedModel]) -> float:
     """How long catching up may take: the base timeout plus the work left at the slowest healthy rate
-    (1M records at 1,000/s: 300 s + 1,000 s), so a large catalogue is not killed for its size. Callers
+    (1M records at 250/s: 300 s + 4,000 s), so a large catalogue is not killed for its size. Callers
     keep the largest value seen (computed when the work was all still left)."""
     left = sum(w for m in models if (w := m.work_left()) is not None)
     return settings.startup_timeout_s + left / settings.startup_min_records_per_s

@@ -186,7 +186,9 @@ class RecommenderSettings(IndexSettings, KafkaSecuritySettings, BaseSettings):
         "(VITRINE_RECOMMENDER_STARTUP_TIMEOUT_S)",
     )
     startup_min_records_per_s: float = Field(
-        1000.0,
+        # a cold 1M-record rebuild averaged 1,000/s on a quiet 2-core machine (docs/BENCHMARKS.md,
+        # "Recommender restart"): the floor sits well below it, or a loaded node would crash-loop
+        250.0,
         gt=0,
         description="the slowest catch-up rate still healthy, for the start-up timeout "
         "(VITRINE_RECOMMENDER_STARTUP_MIN_RECORDS_PER_S)",

@@ -118,3 +118,25 @@ def test_a_variant_must_use_a_model_of_the_right_task() -> None:
         ConfigError, match="variant 'v': similar model 'complementary' is a 'complementary' model"
     ):
         s.resolved_variants({"default": "similar", "complementary": "complementary"})
+
+
+class _FeedWithWorkLeft:
+    """What `startup_allowance_s` reads of a served model: the records its feed has still to apply."""
+
+    def __init__(self, left: int | None) -> None:
+        self.left = left
+
+    def work_left(self) -> int | None:
+        return self.left
+
+
+def test_the_startup_allowance_covers_a_cold_million_record_rebuild_with_headroom() -> None:
+    from vitrine_services.recommender.service import startup_allowance_s
+
+    s = RecommenderSettings(model_dir=Path("/m"))
+    # docs/BENCHMARKS.md "Recommender restart": a cold 1M rebuild took 999 s on a quiet 2-core machine;
+    # the old floor (1,000 records/s: 1,300 s) left a loaded node 30 % headroom before it crash-looped
+    allowed = startup_allowance_s(s, [_FeedWithWorkLeft(600_000), _FeedWithWorkLeft(400_000)])
+    assert allowed == pytest.approx(300 + 1_000_000 / 250) and allowed >= 3 * 999
+    # a resumed restart (nothing left, or a feed that does not know yet) gets the base timeout
+    assert startup_allowance_s(s, [_FeedWithWorkLeft(0), _FeedWithWorkLeft(None)]) == s.startup_timeout_s
