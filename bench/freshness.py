@@ -317,9 +317,15 @@ def _replay_rate(
 
 
 def _slope(samples: Sequence[tuple[float, float]], total: int) -> float:
-    """Count per second between the samples that first reach 20 % and 90 % of `total`."""
-    (t0, c0) = next(s for s in samples if s[1] >= 0.2 * total)
-    (t1, c1) = next(s for s in samples if s[1] >= 0.9 * total)
+    """Count per second between the samples that first reach 20 % and 90 % of `total` (from the sample
+    before, when a small catalogue passes both within one sampling interval)."""
+    i0 = next(i for i, s in enumerate(samples) if s[1] >= 0.2 * total)
+    i1 = next(i for i, s in enumerate(samples) if s[1] >= 0.9 * total)
+    if i1 == i0:
+        i0 = max(0, i0 - 1)
+    (t0, c0), (t1, c1) = samples[i0], samples[i1]
+    if t1 <= t0:
+        raise SystemExit(f"{total:,} records went by within one sample: pass a larger --catalogue")
     return (c1 - c0) / (t1 - t0)
 
 
