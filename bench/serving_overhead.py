@@ -50,7 +50,7 @@ from vitrine.model.inference import load_inference_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def card_without_defaults(model_dir: Path, out: Path) -> None:
+def card_without_defaults(model_dir: Path, out: Path) -> Path:
     """A copy of the model for the baseline library: the same files (linked), the card without the
     feature settings that hold today's defaults, since a setting added after the baseline's commit
     (e.g. `sentence_context`) is refused by its FeatureConfig even at its default value."""
@@ -65,6 +65,7 @@ def card_without_defaults(model_dir: Path, out: Path) -> None:
     defaults = FeatureConfig().to_dict()
     card["features"] = {k: v for k, v in card["features"].items() if defaults.get(k, object()) != v}
     (out / "model.json").write_text(json.dumps(card, indent=2))
+    return out
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Server:
 
     name: str
     libs: Path  # the library it imports
+    model: Path  # the model directory it serves (a baseline's: `card_without_defaults`)
     processes: int
     shards: list[str] = field(default_factory=list)  # one shard copy per process
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
@@ -80,9 +82,7 @@ class Server:
 
     options: list[str] = field(default_factory=list)  # more flags of the server script
 
-    def start(self, cache: Path, model: Path, workers: int) -> None:
-        if self.name.startswith("before"):
-            model = model.parent / f"{model.name}-for-baseline"  # `card_without_defaults` wrote it
+    def start(self, cache: Path, workers: int) -> None:
         env = {**os.environ, "PYTHONPATH": f"{self.libs}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         for shard in self.shards:
             cmd = [
@@ -91,7 +91,7 @@ class Server:
                     "SO_SERVER_" + self.name.replace(" ", "_"), str(REPO / "bench" / "_recommender_server.py")
                 ),
                 f"--cache={cache}",
-                f"--similar-model={model}",
+                f"--similar-model={self.model}",
                 f"--workers={workers}",
                 f"--port={self.port}",
                 f"--similar-shard={shard}",
@@ -281,18 +281,19 @@ def main() -> None:
     print(f"== world: {args.items:,} synthetic items, cache {cache}; load average {load_average()}")
     leaf, in_stock = catalog(cache, args.items)
     model = load_inference_model(model_dir, threads=1)
-    card_without_defaults(model_dir, model_dir.parent / f"{model_dir.name}-for-baseline")
+    baseline_model = card_without_defaults(model_dir, model_dir.parent / f"{model_dir.name}-for-baseline")
     build = ensure_shard(cache, "similar", model, args.items)
     requests = workload(leaf, in_stock, {}, args.queries, similar_only=True)["Similar"]
 
     servers = []
     copies = 0
     for name in args.servers.split(","):
-        libs = baseline / "libs" if name.startswith("before") else REPO / "libs"
+        before = name.startswith("before")
+        libs, served = (baseline / "libs", baseline_model) if before else (REPO / "libs", model_dir)
         processes, options = server_layout(name)
         shards = [f"similar-copy{copies + k + 1}" for k in range(processes)]
         copies += processes
-        servers.append(Server(name, libs, processes, shards, options=options))
+        servers.append(Server(name, libs, served, processes, shards, options=options))
     # Qdrant Edge locks a shard's WAL: every process opens its own copy, as embedded-mode replicas
     # each keep their own shard (so a process's memory below is what a replica costs)
     for k in range(1, copies + 1):
@@ -303,7 +304,7 @@ def main() -> None:
         ghz = Ghz(ghz_path, requests, Path(tmp))
         try:
             for server in servers:
-                server.start(cache, model_dir, args.workers)
+                server.start(cache, args.workers)
                 print(
                     f"   {server.name}: {server.processes} process(es) on port {server.port} ({server.libs})"
                 )
