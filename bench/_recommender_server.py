@@ -14,10 +14,13 @@ commits had too, so bench/serving_overhead.py can run it against an older librar
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
+import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from _recommender_world import open_shard
@@ -55,6 +58,7 @@ def main() -> None:
         help="the shard's search pool (default: the library's; 0 = Qdrant Edge's own pool)",
     )
     args = parser.parse_args()
+    gc_pauses = _watch_gc()
 
     models = {}
     dirs = [("similar", args.similar_model)]
@@ -112,8 +116,24 @@ def main() -> None:
             f"RECORDED {metrics.registry.get_sample_value('vitrine_recommender_impressions_recorded_total')}",
             flush=True,
         )
+    print(f"GC {json.dumps(gc_pauses)}", flush=True)
     registry.close()
     sys.exit(0)
+
+
+def _watch_gc() -> dict[str, list[float]]:
+    """Each garbage collection's pause (ms) by generation, printed at exit: a tail-latency suspect."""
+    pauses: dict[str, list[float]] = {"0": [], "1": [], "2": []}
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[str(info["generation"])].append(round(1000 * (time.perf_counter() - started[0]), 3))
+
+    gc.callbacks.append(callback)
+    return pauses
 
 
 if __name__ == "__main__":

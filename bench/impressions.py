@@ -1,8 +1,11 @@
 """The cost of recording impressions on the serving path (issue 16): the recommender's latency with
-impression recording on and off, side by side in one run (two server processes over the same shard,
-measured in alternating rounds so that machine load hits both alike), Similar through gRPC.
+impression recording on and off, side by side in one run: two server processes over the same shard,
+loaded by the same closed-loop clients in alternating 2 s slices (A B B A ..., 24 of each), so that the
+machine's drift and noise hit both arms alike; p99 of the pooled latencies per arm, with a bootstrap
+interval over slice pairs. Similar through gRPC.
 
-    .venv/bin/vitrine bench impressions -- --items 20000 --rounds 4 --duration 8
+    .venv/bin/vitrine bench impressions -- --items 20000
+    .venv/bin/vitrine bench impressions -- --items 20000 --aa   # control: neither server records
 
 Target: p99 with recording <= 1.05 x p99 without. Needs the synthetic models (as bench/recommender.py)
 and starts its own Kafka broker (the recorded lists really go to a topic, and are counted back).
@@ -11,16 +14,17 @@ and starts its own Kafka broker (the recorded lists really go to a topic, and ar
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import percentiles, write_result
-from _loadgen import run_load
+import numpy as np
+from _common import ensure_model, percentiles, write_result
+from _loadgen import run_interleaved, run_load, slice_target
 from _recommender_world import catalog, ensure_shard
 from recommender import start_server, workload
 
@@ -38,20 +42,69 @@ def start(cache: Path, args: argparse.Namespace, bootstrap: str) -> tuple[subpro
     return start_server(cache, args, ["--record-impressions", bootstrap] if bootstrap else [])
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (the impression sender), from /proc."""
-    total = 0.0
-    pids = [pid]
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time of a process and of its children (the impression sender), from /proc."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.is_file():
-        pids += [int(c) for c in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    kids = [int(c) for c in children.read_text().split()] if children.is_file() else []
+    return _cpu_of(pid), sum(_cpu_of(k) for k in kids)
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare(
+    slices: list[list[float]], slice_s: float, cpu_s: dict[str, float], sender_s: float, rng: Any
+) -> dict[str, Any]:
+    """Off (target 0) against on (target 1) from interleaved slices: pooled percentiles per arm, and a
+    bootstrap over pairs of adjacent slices (one of each arm) for the p99 ratio's uncertainty."""
+    arms = {"off": 0, "on": 1}
+    ok = {
+        a: [[x for x in sl if x >= 0] for k, sl in enumerate(slices) if slice_target(k) == t]
+        for a, t in arms.items()
+    }
+    pooled = {a: np.concatenate([np.asarray(x) for x in v]) for a, v in ok.items()}
+    p = {a: percentiles(list(v)) for a, v in pooled.items()}
+    seconds = {a: slice_s * len(v) for a, v in ok.items()}
+    rps = {a: len(pooled[a]) / seconds[a] for a in arms}
+    pairs = min(len(ok["off"]), len(ok["on"]))
+    ratios = []
+    for _ in range(1000):
+        pick = rng.integers(0, pairs, pairs)
+        p99 = {a: np.percentile(np.concatenate([ok[a][i] for i in pick]), 99) for a in arms}
+        ratios.append(p99["on"] / p99["off"])
+    return {
+        "p50_ms": {a: p[a]["p50_ms"] for a in arms},
+        "p99_ms": {a: p[a]["p99_ms"] for a in arms},
+        "requests": {a: len(pooled[a]) for a in arms},
+        "errors": {
+            a: sum(1 for k, sl in enumerate(slices) if slice_target(k) == t for x in sl if x < 0)
+            for a, t in arms.items()
+        },
+        "rps": rps,
+        "p99_ratio": p["on"]["p99_ms"] / p["off"]["p99_ms"],
+        "p99_ratio_ci": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
+        "p50_ratio": p["on"]["p50_ms"] / p["off"]["p50_ms"],
+        "rps_ratio": rps["on"] / rps["off"],
+        "cpu_ms_per_request": {a: 1000 * cpu_s[a] / max(len(pooled[a]), 1) for a in arms},
+        "sender_cpu_ms_per_request": 1000 * sender_s / max(len(pooled["on"]), 1),
+    }
+
+
+def gc_summary(server_output: str) -> dict[str, dict[str, float]]:
+    """Per generation: how many collections the server ran and their pauses (count, total, max ms)."""
+    lines = [line for line in server_output.splitlines() if line.startswith("GC ")]
+    if not lines:
+        return {}
+    pauses: dict[str, list[float]] = json.loads(lines[-1][3:])
+    return {
+        g: {"count": len(p), "total_ms": round(sum(p), 1), "max_ms": max(p, default=0.0)}
+        for g, p in pauses.items()
+    }
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -67,18 +120,33 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--similar-model", type=Path, default=Path("artifacts/models/synthetic-similar"))
     parser.add_argument(
-        "--complementary-model", type=Path, default=Path("artifacts/models/synthetic-complementary")
+        "--complementary-model",
+        type=Path,
+        default=None,
+        help="default: the similar model (only Similar is measured; the synthetic map stands in)",
     )
     parser.add_argument("--cache", type=Path, default=Path("artifacts/bench/recommender"))
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--clients", default="1,4")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument(
+        "--slices", type=int, default=48, help="alternating slices per client count (half for each arm)"
+    )
+    parser.add_argument("--slice", type=float, default=2.0, help="seconds per slice")
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="control run: the 'on' server records nothing either (both arms should measure alike)",
+    )
+    parser.add_argument(
+        "--prewarm",
+        type=float,
+        default=10.0,
+        help="seconds of load on each server before the rounds (JIT of the fresh broker, caches)",
+    )
     args = parser.parse_args()
-    for name in ("similar_model", "complementary_model"):
-        setattr(args, name, getattr(args, name).resolve())
+    args.similar_model = ensure_model(args.similar_model).resolve()
+    args.complementary_model = (args.complementary_model or args.similar_model).resolve()
     cache = (args.cache / str(args.items)).resolve()
     leaf, in_stock = catalog(cache, args.items)
     models = {"similar": load_inference_model(args.similar_model, threads=1)}
@@ -104,74 +172,53 @@ def main() -> None:
         shutil.copytree(cache, copy)
         off, off_target = start(cache, args, "")
         try:
-            on, on_target = start(copy, args, broker.bootstrap_servers)
+            on, on_target = start(copy, args, "" if args.aa else broker.bootstrap_servers)
         except BaseException:
             stop(off)
             raise
-        rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        summary: dict[str, dict[str, Any]] = {}
         try:
+            for target in (off_target, on_target):  # a fresh broker's produce path is not yet compiled
+                run_load(target, "Similar", payloads, 2, args.prewarm, warmup_s=0)
             for c in (int(x) for x in args.clients.split(",")):
-                rows[str(c)] = {"off": [], "on": []}
-                for r in range(args.rounds):
-                    order = (
-                        (("off", off_target), ("on", on_target))
-                        if r % 2 == 0
-                        else (("on", on_target), ("off", off_target))
-                    )
-                    for label, target in order:
-                        pid = (off if label == "off" else on).pid
-                        cpu_before = cpu_seconds(pid)
-                        load = run_load(target, "Similar", payloads, c, args.duration, warmup_s=args.warmup)
-                        cpu = cpu_seconds(pid) - cpu_before  # warm-up included: per request below
-                        requests_done = load.rps * (args.duration + args.warmup)
-                        row = {
-                            **percentiles(load.latencies_s),
-                            "rps": load.rps,
-                            "errors": load.errors,
-                            "server_cpu_ms_per_request": 1000 * cpu / max(requests_done, 1),
-                        }
-                        rows[str(c)][label].append(row)
-                        print(
-                            f"clients={c} round={r} {label:<3} p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms "
-                            f"{row['rps']:.0f} req/s, server CPU {row['server_cpu_ms_per_request']:.2f} ms/request "
-                            f"(load {os.getloadavg()[0]:.1f})",
-                            flush=True,
-                        )
+                cpu_before = {arm: sum(cpu_seconds(p.pid)) for arm, p in (("off", off), ("on", on))}
+                sender_before = cpu_seconds(on.pid)[1]
+                slices = run_interleaved(
+                    [off_target, on_target], "Similar", payloads, c, args.slice, args.slices
+                )
+                cpu = {
+                    arm: sum(cpu_seconds(p.pid)) - cpu_before[arm] for arm, p in (("off", off), ("on", on))
+                }
+                sender = cpu_seconds(on.pid)[1] - sender_before
+                summary[str(c)] = compare(slices, args.slice, cpu, sender, np.random.default_rng(c))
+                m = summary[str(c)]
+                print(
+                    f"clients={c}: p99 on/off {m['p99_ms']['on']:.2f}/{m['p99_ms']['off']:.2f} ms = "
+                    f"{m['p99_ratio']:.3f}x (95 % bootstrap over slice pairs {m['p99_ratio_ci'][0]:.3f}-"
+                    f"{m['p99_ratio_ci'][1]:.3f}); p50 {m['p50_ratio']:.3f}x; throughput {m['rps_ratio']:.3f}x; "
+                    f"server CPU per request {m['cpu_ms_per_request']['on']:.2f} (sender "
+                    f"{m['sender_cpu_ms_per_request']:.2f}) / {m['cpu_ms_per_request']['off']:.2f} ms "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
         finally:
-            stop(off)
+            off_out = stop(off)
             recorded_line = stop(on)
-        summary = {}
-        for c, by in rows.items():
-            p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in by.items()}
-            p50 = {k: statistics.median(x["p50_ms"] for x in v) for k, v in by.items()}
-            rps = {k: statistics.median(x["rps"] for x in v) for k, v in by.items()}
-            cpu = {k: statistics.median(x["server_cpu_ms_per_request"] for x in v) for k, v in by.items()}
-            summary[c] = {
-                "p50_ms": p50,
-                "p99_ms": p99,
-                "rps": rps,
-                "p99_ratio": p99["on"] / p99["off"],
-                "p50_ratio": p50["on"] / p50["off"],
-                "rps_ratio": rps["on"] / rps["off"],
-                "server_cpu_ms_per_request": cpu,
-                "cpu_ratio": cpu["on"] / cpu["off"],
-            }
-            print(
-                f"clients={c}: p99 on/off {p99['on']:.2f}/{p99['off']:.2f} ms = {summary[c]['p99_ratio']:.3f}x; "
-                f"p50 {summary[c]['p50_ratio']:.3f}x; throughput {summary[c]['rps_ratio']:.3f}x; "
-                f"server CPU per request (incl. the sender process) {summary[c]['cpu_ratio']:.3f}x"
-            )
+        gc_pauses = {"off": gc_summary(off_out), "on": gc_summary(recorded_line)}
+        for label, by_generation in gc_pauses.items():
+            print(f"garbage collections, {label}: {json.dumps(by_generation)}")
         recorded = [line for line in recorded_line.splitlines() if line.startswith("RECORDED")]
         write_result(
-            "impressions",
+            "impressions_aa" if args.aa else "impressions",
             {
                 "items": args.items,
-                "rounds": args.rounds,
-                "duration_s": args.duration,
+                "slices": args.slices,
+                "slice_s": args.slice,
                 "summary": summary,
-                "rows": rows,
+                "gc_pauses": gc_pauses,
                 "recorded": recorded[0].split()[1] if recorded else None,
                 "target": "p99 on <= 1.05 x p99 off",
+                "control_aa": args.aa,
                 "load_average": os.getloadavg(),
             },
         )

@@ -1,7 +1,8 @@
 """Impressions from the serving path: one record per returned list, never on the request's clock.
 
 `record()` is what a request pays: a bounds check and a deque append (thread-safe in CPython, no lock,
-no I/O, no protobuf). A background thread hands the queued lists, in chunks, through a pipe to a
+no I/O, no protobuf). A background thread, waking every 200 ms (wake-ups, not records, were most of
+the recorder's CPU), hands the queued lists, in chunks, through a pipe to a
 sender process that builds the protobufs and owns the KafkaProducer: kafka-python's per-record work
 (partitioning, batching, its IO thread: ~70 us per record measured) runs on another core, off the
 server's GIL. When the queue is full (the sender or the broker is slow or down) the list is dropped
@@ -33,9 +34,13 @@ from vitrine.stream.kafka import KafkaSettings
 log = logging.getLogger(__name__)
 
 # The sender's producer: large, lazy batches, and short waits when the broker is gone (the lists meanwhile
-# are counted as not sent; the next chunk tries again).
+# are counted as not sent; the next chunk tries again). Every wake-up of the drain thread, the sender
+# process, kafka-python's IO thread and the broker costs CPU on the server's cores: at 200 lists/s a 10 ms
+# drain and a 100 ms linger cost ~1.3 ms of CPU per list on the host, a 200 ms drain and a 300 ms linger
+# ~0.6 ms (docs/BENCHMARKS.md). An impression reaches the topic within ~0.5 s, well inside any
+# attribution window.
 IMPRESSION_PRODUCER: dict[str, Any] = {
-    "linger_ms": 100,
+    "linger_ms": 300,
     "batch_size": 256 * 1024,
     "max_block_ms": 1000,
     "bootstrap_timeout_ms": 2000,
@@ -67,7 +72,7 @@ class ImpressionRecorder:
         metrics: ImpressionMetrics,
         capacity: int = 10_000,
         producer_config: dict[str, Any] | None = None,
-        drain_interval_s: float = 0.01,
+        drain_interval_s: float = 0.2,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
@@ -82,6 +87,7 @@ class ImpressionRecorder:
         self._last_accepted = 0
         self._handed_over = 0  # entries given to the sender process (or dropped), by the drain thread
         self._stop = threading.Event()
+        self._wake = threading.Event()  # flush() and close() wake the drain thread at once
         self._thread: threading.Thread | None = None
         self._process: Any = None
         self._conn: Connection | None = None
@@ -133,8 +139,9 @@ class ImpressionRecorder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._drain():
-                self._stop.wait(self.drain_interval_s)
+            self._wake.wait(self.drain_interval_s)
+            self._wake.clear()
+            self._drain()
         self._drain()
 
     def _drain(self) -> int:
@@ -212,8 +219,10 @@ class ImpressionRecorder:
         """Block until everything recorded so far is sent and acknowledged (tests, the simulator)."""
         deadline = time.monotonic() + timeout_s
         target = self._last_accepted
+        self._wake.set()
         while self._handed_over < target and time.monotonic() < deadline:
-            time.sleep(self.drain_interval_s)
+            time.sleep(0.005)
+            self._wake.set()
         with self._lock:
             if self._conn is not None:
                 self._send("flush", None)
@@ -222,6 +231,7 @@ class ImpressionRecorder:
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is queued (within `timeout_s`), then stop the sender process."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
         with self._lock:
