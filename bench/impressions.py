@@ -181,15 +181,14 @@ def main() -> None:
             for target in (off_target, on_target):  # a fresh broker's produce path is not yet compiled
                 run_load(target, "Similar", payloads, 2, args.prewarm, warmup_s=0)
             for c in (int(x) for x in args.clients.split(",")):
-                cpu_before = {arm: sum(cpu_seconds(p.pid)) for arm, p in (("off", off), ("on", on))}
-                sender_before = cpu_seconds(on.pid)[1]
+                servers = {"off": off, "on": on}
+                before = {arm: cpu_seconds(p.pid) for arm, p in servers.items()}
                 slices = run_interleaved(
                     [off_target, on_target], "Similar", payloads, c, args.slice, args.slices
                 )
-                cpu = {
-                    arm: sum(cpu_seconds(p.pid)) - cpu_before[arm] for arm, p in (("off", off), ("on", on))
-                }
-                sender = cpu_seconds(on.pid)[1] - sender_before
+                after = {arm: cpu_seconds(p.pid) for arm, p in servers.items()}
+                cpu = {arm: sum(after[arm]) - sum(before[arm]) for arm in servers}
+                sender = after["on"][1] - before["on"][1]
                 summary[str(c)] = compare(slices, args.slice, cpu, sender, np.random.default_rng(c))
                 m = summary[str(c)]
                 print(

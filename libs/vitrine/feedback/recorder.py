@@ -144,16 +144,14 @@ class ImpressionRecorder:
             self._drain()
         self._drain()
 
-    def _drain(self) -> int:
+    def _drain(self) -> None:
         queue = self._queue
-        sent = 0
         while queue:
             chunk = [queue.popleft() for _ in range(min(_CHUNK, len(queue)))]
             try:
                 with self._lock:
                     self._send("lists", [_row(e) for e in chunk])
                     self._read_reports()
-                sent += len(chunk)
             except (OSError, EOFError, ValueError) as e:  # the sender process is gone: count, restart
                 self.metrics.dropped.labels("send_failed").inc(len(chunk))
                 log.warning("impression sender unavailable (%s: %s); restarting it", type(e).__name__, e)
@@ -167,7 +165,6 @@ class ImpressionRecorder:
                 except (OSError, EOFError):
                     self._reset()
         self.metrics.buffered.set(len(queue))
-        return sent
 
     def _send(self, kind: str, body: Any) -> None:
         """One message to the sender process: JSON (plain data, nothing that can execute code)."""
