@@ -8,6 +8,7 @@ bench/results/item_tower.json.
 
     .venv/bin/python bench/item_tower.py                       # both branches, untrained models
     .venv/bin/python bench/item_tower.py --branches hashed --threads 2
+    .venv/bin/python bench/item_tower.py --branches hashed --members 1,4   # one tower vs an ensemble
 
 Models are built untrained (random tables, same shapes as trained ones: throughput does not depend on
 the weights) and exported into a temporary directory; pass --model DIR to measure a real model.
@@ -41,11 +42,11 @@ def items_per_second(fn: Callable[[], Any], batch: int, min_seconds: float, min_
     return batch * repeats / (time.perf_counter() - start)
 
 
-def build_model(branch: str, out: Path, dataset: str) -> Path:
+def build_model(branch: str, out: Path, dataset: str, members: int = 1) -> Path:
     from vitrine.catalog.features import FeatureConfig
     from vitrine.data.datasets import load_dataset, parse_specs
     from vitrine.model.artifacts import load_task
-    from vitrine.model.config import TrainConfig
+    from vitrine.model.config import EncoderConfig, TrainConfig
     from vitrine.model.export import export_model
     from vitrine.model.pipeline import TrainingSetup, run_training
     from vitrine.model.text_branch import encoder_dimension, load_text_encoder
@@ -58,6 +59,7 @@ def build_model(branch: str, out: Path, dataset: str) -> Path:
         specs=tuple(parse_specs(dataset)),
         train=TrainConfig(),
         features=features,
+        encoder=EncoderConfig(members=members),
         untrained=True,
         progress=False,
     )
@@ -146,6 +148,19 @@ def print_table(results: dict[str, Any]) -> None:
     print("items/s; ratio = onnxruntime / torch eager (higher = onnxruntime faster)")
 
 
+def print_member_ratios(results: dict[str, Any]) -> None:
+    """An ensemble's onnxruntime rates against its branch's one-tower model of the same run."""
+    for name, result in results.items():
+        base = results.get(name.split(",")[0])
+        if "members" not in name or base is None:
+            continue
+        for r, b in zip(result["rows"], base["rows"], strict=True):
+            print(
+                f"{name}, batch {r['batch']}: tower {r['tower_onnxruntime_items_s'] / b['tower_onnxruntime_items_s']:.2f}x, "
+                f"end to end {r['e2e_onnxruntime_items_s'] / b['e2e_onnxruntime_items_s']:.2f}x the one-tower rate"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic:2000", help="products to encode (KIND:PATH)")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timing per measurement")
+    parser.add_argument(
+        "--members", default="1", help="ensemble sizes to measure, e.g. 1,4 (vitrine.model.ensemble)"
+    )
     parser.add_argument("--out", default="item_tower", help="result name under bench/results/")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -167,11 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = measure(args.model, products, args.threads, args.min_seconds)
             results[result["text_branch"]] = result
         else:
+            sizes = [int(m) for m in args.members.split(",") if m.strip()]
             for branch in [b.strip() for b in args.branches.split(",") if b.strip()]:
-                print(f"{branch}: building and exporting an untrained model", file=sys.stderr)
-                model_dir = build_model(branch, Path(tmp) / branch, args.dataset)
-                results[branch] = measure(model_dir, products, args.threads, args.min_seconds)
+                for members in sizes:
+                    name = branch if members == 1 else f"{branch}, {members} members"
+                    print(f"{name}: building and exporting an untrained model", file=sys.stderr)
+                    model_dir = build_model(branch, Path(tmp) / f"{branch}-{members}", args.dataset, members)
+                    results[name] = measure(model_dir, products, args.threads, args.min_seconds)
     print_table(results)
+    print_member_ratios(results)
     write_result(
         args.out,
         {

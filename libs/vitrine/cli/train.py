@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig  # plain dataclasses: no torch
+from vitrine.model.config import (  # plain dataclasses: no torch
+    COMPLEMENTARY_MEMBERS,
+    EncoderConfig,
+    RetrievalConfig,
+    TrainConfig,
+)
 from vitrine.model.lexical import LEXICAL_TEXTS  # plain Python: no torch
 from vitrine.model.zero_data import ZeroDataConfig
 
@@ -50,6 +55,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-logq", action="store_true", help="disable the logQ correction")
     parser.add_argument(
+        "--logq-weight",
+        type=float,
+        default=DEFAULTS.logq_weight,
+        help="share of the logQ correction applied (default: %(default)s = full)",
+    )
+    parser.add_argument(
         "--aux-weight",
         type=float,
         default=DEFAULTS.aux_weight,
@@ -82,7 +93,21 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=0, help="cap on steps per epoch (0 = full pass)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the train/val/test split (default: --seed); vary --seed alone to see the "
+        "spread of one split's result over initialisations",
+    )
     parser.add_argument("--dim", type=int, default=EncoderConfig().dim, help="embedding size")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="towers trained independently and served as one ensemble (vectors dim x members; "
+        f"default: {COMPLEMENTARY_MEMBERS} for a trained complementary model, else 1)",
+    )
     parser.add_argument("--text-branch", choices=TEXT_BRANCHES, default="hashed")
     parser.add_argument(
         "--sentence-encoder", default="minilm", help="sentence text branch: minilm | e5-small | PATH"
@@ -135,6 +160,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _members(args: argparse.Namespace) -> int:
+    if args.members is not None:
+        return args.members
+    trained = not (args.untrained or args.zero_data)
+    return COMPLEMENTARY_MEMBERS if args.task == "complementary" and trained else 1
+
+
 def _default_cache() -> Path:
     from vitrine.cli.eval_recommend import DEFAULT_CACHE
 
@@ -184,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 temperature=args.temperature,
                 uniform_negatives=args.negatives,
                 logq_correction=not args.no_logq,
+                logq_weight=args.logq_weight,
                 aux_weight=args.aux_weight,
                 conditional_weight=args.conditional_weight,
                 patience=args.patience,
@@ -193,12 +226,14 @@ def run(args: argparse.Namespace) -> int:
                 threads=args.threads,
             ),
             features=features,
-            encoder=EncoderConfig(dim=args.dim),
+            encoder=EncoderConfig(dim=args.dim, members=_members(args)),
             pairs=PairConfig(
                 min_coview=args.min_coview, similar_excludes_copurchase=not args.similar_includes_copurchase
             ),
             split=SplitConfig(
-                seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction
+                seed=args.seed if args.split_seed is None else args.split_seed,
+                val_fraction=args.val_fraction,
+                test_fraction=args.test_fraction,
             ),
             category_map=CategoryMapConfig(min_support=args.min_support),
             retrieval=retrieval,

@@ -13,16 +13,17 @@ from vitrine.errors import DataError
 from vitrine.model.card import CENTROIDS_FILE, WEIGHTS_FILE, ModelCard, read_card
 from vitrine.model.config import EncoderConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
+from vitrine.model.ensemble import EnsembleTask
 from vitrine.model.tasks import SimilarityTask, build_task
 
 
-def weights_bytes(task: SimilarityTask) -> bytes:
+def weights_bytes(task: SimilarityTask | EnsembleTask) -> bytes:
     buffer = io.BytesIO()
     torch.save(task.state_dict(), buffer)
     return buffer.getvalue()
 
 
-def save_weights(task: SimilarityTask, model_dir: Path) -> bytes:
+def save_weights(task: SimilarityTask | EnsembleTask, model_dir: Path) -> bytes:
     data = weights_bytes(task)
     (Path(model_dir) / WEIGHTS_FILE).write_bytes(data)
     return data
@@ -33,16 +34,20 @@ def save_centroids(centroids: np.ndarray | None, model_dir: Path) -> None:
         np.save(Path(model_dir) / CENTROIDS_FILE, centroids.astype(np.float32))
 
 
-def build_from_card(card: ModelCard) -> SimilarityTask:
-    """A task with the card's architecture and freshly initialised weights."""
+def build_from_card(card: ModelCard) -> SimilarityTask | EnsembleTask:
+    """A task with the card's architecture (one model or an ensemble) and fresh weights."""
     features = FeatureConfig.from_dict(card.features)
-    encoder = ProductEncoder(features, EncoderConfig.from_dict(card.encoder))
+    config = EncoderConfig.from_dict(card.encoder)
     train = TrainConfig.from_dict(card.train)
     # popularity and the reconstruction categories are training-time buffers, not weights
-    return build_task(encoder, train, popularity=torch.ones(1))
+    members = [
+        build_task(ProductEncoder(features, config), train, popularity=torch.ones(1))
+        for _ in range(config.members)
+    ]
+    return members[0] if len(members) == 1 else EnsembleTask(members)
 
 
-def load_task(model_dir: str | Path) -> tuple[ModelCard, SimilarityTask]:
+def load_task(model_dir: str | Path) -> tuple[ModelCard, SimilarityTask | EnsembleTask]:
     """The card and the trained towers (eval mode) of a model directory."""
     card = read_card(model_dir)
     task = build_from_card(card)

@@ -20,6 +20,11 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
+# ensemble size of a trained complementary model (`vitrine train` default; docs/EVALUATION.md,
+# "Ensemble": chosen on validation, served recall of every shared domain)
+COMPLEMENTARY_MEMBERS = 4
+
+
 @dataclass(frozen=True, slots=True)
 class EncoderConfig:
     """Sizes of the Product Encoder's embeddings and MLP (bucket counts come from FeatureConfig)."""
@@ -34,6 +39,8 @@ class EncoderConfig:
     dropout: float = 0.1
     token_dropout: float = 0.25  # hashed text branch: share of tokens dropped per training example
     init_std: float = 0.0  # text / brand / seller tables (see encoder._init_table)
+    # independently trained towers served as one (vitrine.model.ensemble); vectors are dim x members
+    members: int = 1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -67,6 +74,9 @@ class TrainConfig:
     temperature: float = 0.1
     uniform_negatives: int = 256  # uniformly sampled catalogue items per batch (mixed negatives)
     logq_correction: bool = True
+    # share of the logQ correction applied (1 = full, Yi et al.; below 1 the tower keeps part of
+    # the popularity the in-batch sampling removes)
+    logq_weight: float = 1.0
     # complementary: the target-category reconstruction loss of the conditional query (0 = off: it
     # reconstructs the category the tower was just given, and did not help served recall)
     aux_weight: float = 0.0

@@ -26,6 +26,7 @@ from vitrine.catalog.schema import Product
 from vitrine.errors import VitrineError
 from vitrine.model.card import COMPLEMENTARY_QUERY_FILE, ITEM_TOWER_FILE, ModelCard
 from vitrine.model.encoder import ProductEncoder, item_input_names
+from vitrine.model.ensemble import EnsembleEncoder, EnsembleTask
 from vitrine.model.tasks import ComplementaryTask, SimilarityTask
 from vitrine.model.text_branch import ROLE, TEXT_ENCODER_DIR, sentence_vectors
 from vitrine.model.train import feature_tensors
@@ -99,7 +100,7 @@ class SentenceItemTower(nn.Module):
 
 
 class HashedComplementaryQuery(nn.Module):
-    def __init__(self, task: ComplementaryTask) -> None:
+    def __init__(self, task: ComplementaryTask | EnsembleTask) -> None:
         super().__init__()
         self.tower = task.query_tower
 
@@ -127,7 +128,7 @@ class HashedComplementaryQuery(nn.Module):
 
 
 class SentenceComplementaryQuery(nn.Module):
-    def __init__(self, task: ComplementaryTask) -> None:
+    def __init__(self, task: ComplementaryTask | EnsembleTask) -> None:
         super().__init__()
         self.tower = task.query_tower
 
@@ -183,7 +184,7 @@ class HashedSentenceItemTower(nn.Module):
 
 
 class HashedSentenceComplementaryQuery(nn.Module):
-    def __init__(self, task: ComplementaryTask) -> None:
+    def __init__(self, task: ComplementaryTask | EnsembleTask) -> None:
         super().__init__()
         self.tower = task.query_tower
 
@@ -224,11 +225,11 @@ _QUERY_TOWERS = {
 }
 
 
-def _item_module(encoder: ProductEncoder) -> nn.Module:
+def _item_module(encoder: ProductEncoder | EnsembleEncoder) -> nn.Module:
     return _ITEM_TOWERS[encoder.features.text_branch](encoder)
 
 
-def _query_module(task: ComplementaryTask) -> nn.Module:
+def _query_module(task: ComplementaryTask | EnsembleTask) -> nn.Module:
     return _QUERY_TOWERS[task.encoder.features.text_branch](task)
 
 
@@ -338,7 +339,7 @@ def check_parity(
 
 def export_model(
     card: ModelCard,
-    task: SimilarityTask,
+    task: SimilarityTask | EnsembleTask,
     products: Sequence[Product],
     model_dir: Path,
     text_encoder: Any = None,
@@ -357,7 +358,7 @@ def export_model(
     files = {"item_tower": ITEM_TOWER_FILE}
     _export(item, tuple(inputs.values()), names, model_dir / ITEM_TOWER_FILE, target=False)
     parity = [check_parity(item, model_dir / ITEM_TOWER_FILE, inputs, None, "item_tower")]
-    if isinstance(task, ComplementaryTask):
+    if task.complementary:
         extractor = FeatureExtractor(features)
         targets = [_some_target(card, p) for p in sample]
         target = torch.from_numpy(extractor.target_category_ids(targets))

@@ -25,10 +25,11 @@ from vitrine.model.category_map import CategoryMapConfig, mine_category_prior, m
 from vitrine.model.clusters import fit_centroids
 from vitrine.model.config import EncoderConfig, RetrievalConfig, TrainConfig
 from vitrine.model.encoder import ProductEncoder
+from vitrine.model.ensemble import EnsembleTask
 from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf, lexical_text
-from vitrine.model.tasks import build_task
+from vitrine.model.tasks import SimilarityTask, build_task
 from vitrine.model.text_branch import sentence_vectors
-from vitrine.model.train import FeatureStore, encode_all, feature_tensors, train_task
+from vitrine.model.train import FeatureStore, TrainResult, encode_all, feature_tensors, pair_ranks, train_task
 from vitrine.model.zero_data import (
     RULES_FILE,
     ZeroDataConfig,
@@ -131,9 +132,6 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     store = prepare_features(products, setup.features, setup.cache_dir)
     rare_buckets = store.mask_rare_tokens(cfg.min_token_products)
     log.info("text buckets left out (in < %d products): %d", cfg.min_token_products, len(rare_buckets))
-    encoder = ProductEncoder(setup.features, setup.encoder)
-    if setup.untrained:
-        encoder.randomize_embeddings(torch.Generator().manual_seed(cfg.seed))
     popularity = torch.from_numpy(
         np.bincount(train_pairs[:, 1], minlength=len(products)).astype(np.float32) + 1.0
     )
@@ -141,24 +139,36 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     candidates = None
     if cfg.task == "complementary":
         candidates = torch.unique(store.tensors["leaf_id"][torch.from_numpy(train_pairs[:, 1])])
-    task = build_task(encoder, cfg, popularity, candidates, pool_size=len(pool))
+    members: list[SimilarityTask] = []
+    results: list[TrainResult] = []
+    for i in range(setup.encoder.members):
+        # member 0 is the single model a one-member setup trains (same seeds); the others differ in
+        # initialisation and batch order only
+        member_cfg = cfg if i == 0 else replace(cfg, seed=cfg.seed + i)
+        if i > 0:
+            torch.manual_seed(member_cfg.seed)
+        encoder = ProductEncoder(setup.features, setup.encoder)
+        if setup.untrained:
+            encoder.randomize_embeddings(torch.Generator().manual_seed(member_cfg.seed))
+        member = build_task(encoder, member_cfg, popularity, candidates, pool_size=len(pool))
+        if not setup.untrained and cfg.epochs > 0:
+            if setup.encoder.members > 1:
+                log.info("ensemble member %d of %d", i + 1, setup.encoder.members)
+            results.append(
+                train_task(member, store, train_pairs, val_pairs, member_cfg, pool, progress=setup.progress)
+            )
+        encoder.zero_text_rows(rare_buckets)
+        members.append(member)
+    task: SimilarityTask | EnsembleTask = members[0] if len(members) == 1 else EnsembleTask(members)
+    task.eval()
+    items = encode_all(task, store)
 
     metrics: dict[str, Any] = {}
-    if not setup.untrained and cfg.epochs > 0:
-        result = train_task(task, store, train_pairs, val_pairs, cfg, pool, progress=setup.progress)
-        metrics = {
-            "best_epoch": result.best_epoch,
-            f"val_recall@{cfg.eval_k}": result.best_val_recall,
-            # what the best epoch scored: served (selection) and, for complementary, the oracle
-            "best": result.best_record,
-            "stopped_early": result.stopped_early,
-            # a zero-data model has no held-out behaviour to choose its epoch on: its own pseudo pairs
-            "selected_on": "pseudo_pairs" if zero_data else "val",
-            "history": result.history,
-        }
-    encoder.zero_text_rows(rare_buckets)
-    task.eval()
-    items = encode_all(task, store).numpy()
+    if results:
+        metrics = _training_metrics(task, store, val_pairs, items, results, cfg.eval_k)
+        # a zero-data model has no held-out behaviour to choose its epoch on: its own pseudo pairs
+        metrics["selected_on"] = "pseudo_pairs" if zero_data else "val"
+    items = items.numpy()
     centroids = fit_centroids(items, cfg.kmeans_k, cfg.seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +184,7 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     card = ModelCard(
         model_version=make_model_version(cfg.task, weights),
         task=cfg.task,
-        dim=setup.encoder.dim,
+        dim=setup.encoder.dim * setup.encoder.members,
         untrained=setup.untrained,
         kind="untrained" if setup.untrained else "zero_data" if zero_data else "trained",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -198,6 +208,43 @@ def run_training(setup: TrainingSetup, out_dir: Path) -> ModelCard:
     card.save(out_dir)
     log.info("wrote %s (%s) in %.1fs", out_dir, card.model_version, metrics["train_seconds"])
     return card
+
+
+def _member_metrics(result: TrainResult) -> dict[str, Any]:
+    return {
+        "best_epoch": result.best_epoch,
+        # what the best epoch scored: served (selection) and, for complementary, the oracle
+        "best": result.best_record,
+        "stopped_early": result.stopped_early,
+        "history": result.history,
+    }
+
+
+def _training_metrics(
+    task: SimilarityTask | EnsembleTask,
+    store: FeatureStore,
+    val_pairs: np.ndarray,
+    items: torch.Tensor,
+    results: Sequence[TrainResult],
+    eval_k: int,
+) -> dict[str, Any]:
+    """The card's metrics: one model's best epoch, or an ensemble's validation recall and each
+    member's record (every member chose its own epoch on the same validation pairs)."""
+    if len(results) == 1:
+        return {f"val_recall@{eval_k}": results[0].best_val_recall, **_member_metrics(results[0])}
+    ranks = pair_ranks(task, store, val_pairs, items)
+    best = {
+        f"val_recall@{eval_k}": float((ranks < eval_k).mean()) if len(ranks) else 0.0,
+        "val_recall@10": float((ranks < 10).mean()) if len(ranks) else 0.0,
+    }
+    if task.complementary:
+        oracle = pair_ranks(task, store, val_pairs, items, oracle=True)
+        best[f"val_oracle_recall@{eval_k}"] = float((oracle < eval_k).mean()) if len(oracle) else 0.0
+    return {
+        f"val_recall@{eval_k}": best[f"val_recall@{eval_k}"],
+        "best": best,
+        "members": [_member_metrics(r) for r in results],
+    }
 
 
 def _zero_data_pairs(

@@ -37,6 +37,8 @@ class Batch:
 
 
 class SimilarityTask(nn.Module):
+    complementary = False  # whether it has the complementary query tower (ensembles ask the same)
+
     def __init__(
         self, encoder: ProductEncoder, config: TrainConfig, popularity: Tensor, pool_size: int | None = None
     ) -> None:
@@ -59,6 +61,8 @@ class SimilarityTask(nn.Module):
             return None, None
         n_neg = 0 if batch.negative_ids is None else int(batch.negative_ids.shape[0])
         log_q = mixed_log_q(int(batch.positive_ids.shape[0]), n_neg, self.pool_size, self.popularity)
+        if self.config.logq_weight != 1.0:
+            log_q = self.config.logq_weight * log_q
         return log_q[batch.positive_ids], None if batch.negative_ids is None else log_q[batch.negative_ids]
 
     def retrieval_loss(
@@ -89,6 +93,8 @@ class SimilarityTask(nn.Module):
 
 
 class ComplementaryTask(SimilarityTask):
+    complementary = True
+
     def __init__(
         self,
         encoder: ProductEncoder,

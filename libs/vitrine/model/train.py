@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from vitrine.catalog.features import Features
 from vitrine.model.config import TrainConfig
+from vitrine.model.ensemble import EnsembleTask
 from vitrine.model.progress import DurationEstimate
-from vitrine.model.tasks import Batch, ComplementaryTask, FeatureBatch, SimilarityTask
+from vitrine.model.tasks import Batch, FeatureBatch, SimilarityTask
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class FeatureStore:
 
 
 @torch.no_grad()
-def encode_all(task: SimilarityTask, store: FeatureStore, batch_size: int = 1024) -> Tensor:
+def encode_all(task: SimilarityTask | EnsembleTask, store: FeatureStore, batch_size: int = 1024) -> Tensor:
     was_training = task.training
     task.eval()
     parts = [
@@ -87,7 +88,11 @@ def encode_all(task: SimilarityTask, store: FeatureStore, batch_size: int = 1024
 
 @torch.no_grad()
 def pair_ranks(
-    task: SimilarityTask, store: FeatureStore, pairs: np.ndarray, items: Tensor, oracle: bool = False
+    task: SimilarityTask | EnsembleTask,
+    store: FeatureStore,
+    pairs: np.ndarray,
+    items: Tensor,
+    oracle: bool = False,
 ) -> np.ndarray:
     """0-based rank of each pair's target among all items (query excluded), exact dot-product kNN.
 
@@ -100,7 +105,7 @@ def pair_ranks(
     task.eval()
     ranks = []
     leaf = store.tensors["leaf_id"]
-    complementary = isinstance(task, ComplementaryTask)
+    complementary = task.complementary
     for start in range(0, len(pairs), 512):
         chunk = torch.from_numpy(pairs[start : start + 512])
         q_idx, t_idx = chunk[:, 0], chunk[:, 1]
@@ -208,7 +213,7 @@ def train_task(
     rng = np.random.default_rng(config.seed)
     optimizers = _optimizers(task, config)
     candidate_categories = getattr(task, "candidate_categories", None)
-    complementary = isinstance(task, ComplementaryTask)
+    complementary = task.complementary
     known = known_pair_keys(train_pairs, store.size) if complementary and config.mask_known_partners else None
     result = TrainResult(best_epoch=0, best_val_recall=-1.0)
     best_state = copy.deepcopy(task.state_dict())
