@@ -20,8 +20,8 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
-# ensemble size of a trained complementary model (`vitrine train` default; docs/EVALUATION.md,
-# "Ensemble": chosen on validation, served recall of every shared domain)
+# ensemble size of a trained complementary model (the `vitrine train` default), chosen on served
+# validation recall of every shared domain (docs/EVALUATION.md, Choices)
 COMPLEMENTARY_MEMBERS = 4
 
 
@@ -108,6 +108,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 0, batch_size >= 2, uniform_negatives >= 0")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError("temperature and learning_rate must be positive")
+        if self.logq_weight < 0:
+            raise ValueError(f"logq_weight must be >= 0, got {self.logq_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

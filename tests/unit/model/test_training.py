@@ -111,6 +111,25 @@ def test_config_round_trips() -> None:
     assert TrainConfig.from_dict(TrainConfig(task="complementary").to_dict()).task == "complementary"
     with pytest.raises(ValueError, match="similar"):
         TrainConfig(task="inspire")
+    with pytest.raises(ValueError, match="logq_weight"):
+        TrainConfig(logq_weight=-0.5)
+    with pytest.raises(ValueError, match="members"):
+        EncoderConfig(members=0)
+
+
+def test_partial_logq_weight_scales_the_correction() -> None:
+    """`--logq-weight w` subtracts w x log Q: a weight that were ignored (or applied twice) fails."""
+    from vitrine.model.tasks import Batch, build_task
+
+    popularity = torch.tensor([0.5, 0.3, 0.2])
+    ids = torch.tensor([0, 1, 2])
+    batch = Batch(query={}, positive={}, negative=None, query_ids=ids, positive_ids=ids, negative_ids=None)
+    full, _ = build_task(ProductEncoder(SMALL, EncoderConfig(dim=8)), TrainConfig(), popularity)._log_q(batch)
+    half, _ = build_task(
+        ProductEncoder(SMALL, EncoderConfig(dim=8)), TrainConfig(logq_weight=0.5), popularity
+    )._log_q(batch)
+    assert full is not None and half is not None
+    torch.testing.assert_close(half, 0.5 * full)
 
 
 def test_false_negative_mask_marks_other_partners_and_the_own_leaf() -> None:
