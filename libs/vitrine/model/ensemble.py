@@ -25,6 +25,11 @@ from vitrine.model.encoder import ProductEncoder
 from vitrine.model.tasks import FeatureBatch, SimilarityTask
 
 
+def side_by_side(vectors: Sequence[Tensor]) -> Tensor:
+    """Unit vectors of the members, concatenated / sqrt(K): dot products are the mean cosine."""
+    return torch.cat(list(vectors), dim=-1) / math.sqrt(len(vectors))
+
+
 class EnsembleEncoder(nn.Module):
     """The members' item towers side by side: [n, K * dim], unit norm."""
 
@@ -35,14 +40,9 @@ class EnsembleEncoder(nn.Module):
         self.members = nn.ModuleList(members)
         self.features = members[0].features
         self.config = replace(members[0].config, dim=members[0].config.dim * len(members))
-        self._scale = 1.0 / math.sqrt(len(members))
 
     def forward(self, inputs: FeatureBatch) -> Tensor:
-        return torch.cat([m(inputs) for m in self.members], dim=-1) * self._scale
-
-    def zero_text_rows(self, buckets: Tensor) -> None:
-        for m in self.members:
-            m.zero_text_rows(buckets)
+        return side_by_side([m(inputs) for m in self.members])
 
 
 class EnsembleQueryTower(nn.Module):
@@ -51,10 +51,9 @@ class EnsembleQueryTower(nn.Module):
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        self._scale = 1.0 / math.sqrt(len(members))
 
     def forward(self, inputs: FeatureBatch, target_category_id: Tensor) -> Tensor:
-        return torch.cat([m(inputs, target_category_id) for m in self.members], dim=-1) * self._scale
+        return side_by_side([m(inputs, target_category_id) for m in self.members])
 
 
 class EnsembleTask(nn.Module):
@@ -74,11 +73,9 @@ class EnsembleTask(nn.Module):
         self.encoder = EnsembleEncoder([m.encoder for m in members])
         if self.complementary:
             self.query_tower = EnsembleQueryTower([m.query_tower for m in members])
-        self._scale = 1.0 / math.sqrt(len(members))
 
     def item_vectors(self, features: FeatureBatch) -> Tensor:
         return self.encoder(features)
 
     def query_vectors(self, features: FeatureBatch, target_category: Tensor | None = None) -> Tensor:
-        parts = [m.query_vectors(features, target_category) for m in self.members]
-        return torch.cat(parts, dim=-1) * self._scale
+        return side_by_side([m.query_vectors(features, target_category) for m in self.members])

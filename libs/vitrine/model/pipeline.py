@@ -29,7 +29,14 @@ from vitrine.model.ensemble import EnsembleTask
 from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf, lexical_text
 from vitrine.model.tasks import SimilarityTask, build_task
 from vitrine.model.text_branch import sentence_vectors
-from vitrine.model.train import FeatureStore, TrainResult, encode_all, feature_tensors, pair_ranks, train_task
+from vitrine.model.train import (
+    FeatureStore,
+    TrainResult,
+    encode_all,
+    feature_tensors,
+    train_task,
+    validation_recalls,
+)
 from vitrine.model.zero_data import (
     RULES_FILE,
     ZeroDataConfig,
@@ -232,14 +239,7 @@ def _training_metrics(
     member's record (every member chose its own epoch on the same validation pairs)."""
     if len(results) == 1:
         return {f"val_recall@{eval_k}": results[0].best_val_recall, **_member_metrics(results[0])}
-    ranks = pair_ranks(task, store, val_pairs, items)
-    best = {
-        f"val_recall@{eval_k}": float((ranks < eval_k).mean()) if len(ranks) else 0.0,
-        "val_recall@10": float((ranks < 10).mean()) if len(ranks) else 0.0,
-    }
-    if task.complementary:
-        oracle = pair_ranks(task, store, val_pairs, items, oracle=True)
-        best[f"val_oracle_recall@{eval_k}"] = float((oracle < eval_k).mean()) if len(oracle) else 0.0
+    best = validation_recalls(task, store, val_pairs, items, eval_k)
     return {
         f"val_recall@{eval_k}": best[f"val_recall@{eval_k}"],
         "best": best,

@@ -60,9 +60,10 @@ class SimilarityTask(nn.Module):
         if not self.config.logq_correction:
             return None, None
         n_neg = 0 if batch.negative_ids is None else int(batch.negative_ids.shape[0])
-        log_q = mixed_log_q(int(batch.positive_ids.shape[0]), n_neg, self.pool_size, self.popularity)
-        if self.config.logq_weight != 1.0:
-            log_q = self.config.logq_weight * log_q
+        # x 1.0 (the full correction) is exact: the default trains bit for bit as before the weight
+        log_q = self.config.logq_weight * mixed_log_q(
+            int(batch.positive_ids.shape[0]), n_neg, self.pool_size, self.popularity
+        )
         return log_q[batch.positive_ids], None if batch.negative_ids is None else log_q[batch.negative_ids]
 
     def retrieval_loss(

@@ -121,6 +121,22 @@ def pair_ranks(
     return torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
 
 
+def validation_recalls(
+    task: SimilarityTask | EnsembleTask, store: FeatureStore, pairs: np.ndarray, items: Tensor, k: int
+) -> dict[str, float]:
+    """Served validation recall@k and @10 (what epochs are chosen on) and, for a complementary
+    model, the oracle recall@k (target leaf given: recorded, never used to choose)."""
+
+    def recall(ranks: np.ndarray, cut: int) -> float:
+        return float((ranks < cut).mean()) if len(ranks) else 0.0
+
+    ranks = pair_ranks(task, store, pairs, items)
+    out = {f"val_recall@{k}": recall(ranks, k), "val_recall@10": recall(ranks, 10)}
+    if task.complementary:
+        out[f"val_oracle_recall@{k}"] = recall(pair_ranks(task, store, pairs, items, oracle=True), k)
+    return out
+
+
 def known_pair_keys(pairs: np.ndarray, n_items: int) -> Tensor:
     """Sorted `query * n_items + partner` keys of the training pairs (for false-negative masking)."""
     return torch.unique(torch.from_numpy(pairs[:, 0] * n_items + pairs[:, 1]))
@@ -248,20 +264,12 @@ def train_task(
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             estimate.step_done(epoch, step)
-        items = encode_all(task, store)
-        ranks = pair_ranks(task, store, val_pairs, items)
-        val_recall = float((ranks < config.eval_k).mean()) if len(ranks) else 0.0
         record = {
             "epoch": epoch,
             "train_loss": total / max(n_batches, 1),
-            f"val_recall@{config.eval_k}": val_recall,
-            "val_recall@10": float((ranks < 10).mean()) if len(ranks) else 0.0,
+            **validation_recalls(task, store, val_pairs, encode_all(task, store), config.eval_k),
         }
-        if complementary:
-            oracle = pair_ranks(task, store, val_pairs, items, oracle=True)
-            record[f"val_oracle_recall@{config.eval_k}"] = (
-                float((oracle < config.eval_k).mean()) if len(oracle) else 0.0
-            )
+        val_recall = record[f"val_recall@{config.eval_k}"]
         result.history.append(record)
         estimate.epoch_done(epoch)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
