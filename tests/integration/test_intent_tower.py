@@ -167,14 +167,80 @@ def test_grpc_inspire_by_intent_serves_the_intent_tower_and_the_evaluation_ranks
     assert differs >= len(queries) // 2
 
 
+def test_grpc_inspire_by_intent_re_scores_the_towers_candidates_by_title_and_category(
+    world: World,
+) -> None:
+    """The defect caught: an intent served by the tower's order alone (re-scoring skipped), or
+    re-scored on another text or weight. The oracle recomputes the documented score, (q.v + w x the
+    TF-IDF cosine of the intent and title + category path) / (1 + w), with scikit-learn's
+    TfidfVectorizer (the weighting `vitrine.model.lexical` writes out; an intent's words that no
+    product uses count in its norm with the idf of an unseen term, so an intent made mostly of such
+    words leans on the tower). Control: the tower's order alone gives other lists."""
+    import math
+    from collections import Counter
+
+    from scipy.sparse import csr_matrix
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from vitrine.data.datasets import load_dataset, parse_spec
+    from vitrine.data.intents import intent_queries
+
+    card = json.loads((world.model_dir / "model.json").read_text())
+    rescoring = card["intent"]["rescoring"]
+    assert rescoring == {"depth": 1000, "lexical_weight": 4.0}  # the CLI defaults
+    weight = rescoring["lexical_weight"]
+    products = world.products  # the idf table is fitted on the whole catalogue
+    servable = np.array([p.availability.purchasable for p in products])  # in stock: Inspire's default
+    texts = [" ".join([p.title, *p.category_path]) for p in products]
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(texts)
+    documents = tfidf.transform(texts)
+    analyse, unseen_idf = tfidf.build_analyzer(), math.log(1 + len(texts)) + 1.0
+
+    def intent_row(text: str) -> csr_matrix:
+        counts = Counter(analyse(text))
+        weights = {
+            t: (1 + math.log(c))
+            * (tfidf.idf_[tfidf.vocabulary_[t]] if t in tfidf.vocabulary_ else unseen_idf)
+            for t, c in counts.items()
+        }
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        known = [t for t in weights if t in tfidf.vocabulary_]
+        values = [weights[t] / norm for t in known]
+        columns = [tfidf.vocabulary_[t] for t in known]
+        return csr_matrix((values, ([0] * len(known), columns)), shape=(1, len(tfidf.vocabulary_)))
+
+    items = world.model.encode_items(products)
+    queries = intent_queries(load_dataset(parse_spec(f"bundlerec:{world.dataset}")))[:12]
+    reordered = 0
+    with RecommenderClient(world.target, timeout_s=20, retries=0) as client:
+        for q in queries:
+            dense = items @ world.model.encode_intents([q.text])[0]
+            lexical = (intent_row(q.text) @ documents.T).toarray()[0]
+            expected = (dense + weight * lexical) / (1.0 + weight)
+            got = client.inspire(intent=q.text, limit=20)
+            by_id = {p.product_id: i for i, p in enumerate(products)}
+            scores = [expected[by_id[i.product_id]] for i in got.items]
+            assert [i.score for i in got.items] == pytest.approx(scores, abs=1e-4), q.text
+            assert min(scores) >= np.sort(expected[servable])[-20] - 1e-4, q.text  # nothing better left out
+            tower_order = [products[i].product_id for i in np.argsort(-dense) if servable[i]][:20]
+            reordered += got.ids != tower_order
+    assert reordered >= len(queries) // 2
+
+
 def test_eval_intent_prints_the_served_path_and_every_baseline(world: World) -> None:
     out = _vitrine(
         "eval", "intent", "--model", str(world.model_dir), "--dataset", f"bundlerec:{world.dataset}",
-        "--baselines", "bm25,minilm,item_tower_as_title", "--encoder", "same_as_minilm=minilm", "--json",
+        "--baselines", "bm25,minilm,item_tower_as_title,intent_tower_alone", "--encoder", "same_as_minilm=minilm", "--json",
     )  # fmt: skip
     result = json.loads(out)
     assert set(result) == {"model", "baselines", "queries"}
-    assert set(result["baselines"]) == {"bm25", "minilm", "item_tower_as_title", "same_as_minilm"}
+    assert set(result["baselines"]) == {
+        "bm25",
+        "minilm",
+        "item_tower_as_title",
+        "intent_tower_alone",
+        "same_as_minilm",
+    }
     # --encoder adds a zero-shot baseline (e.g. an NLI-tuned directory) ranked like the built-in ones
     assert result["baselines"]["same_as_minilm"] == result["baselines"]["minilm"]
     assert result["queries"] > 0

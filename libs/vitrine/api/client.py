@@ -118,6 +118,13 @@ class Complementary:
         )
 
 
+_STRATEGIES = {
+    None: pb.Diversity.STRATEGY_UNSPECIFIED,
+    "clusters": pb.Diversity.STRATEGY_CLUSTERS,
+    "mmr": pb.Diversity.STRATEGY_MMR,
+}
+
+
 @dataclass(frozen=True)
 class Inspire:
     # product ids (later = more recent) or (product id, viewed at) pairs
@@ -125,11 +132,12 @@ class Inspire:
     intent: str = ""
     limit: int = 10
     filters: Filters = field(default_factory=Filters)
-    strategy: Literal["clusters", "mmr"] = "clusters"
+    # None = server default: clusters for a history, the intent's nearest items for an intent
+    strategy: Literal["clusters", "mmr"] | None = None
     nearest_clusters: int = 0  # 0 = server default (3)
     skip_clusters: int = 0
     max_anchors: int = 0  # 0 = server default (5)
-    mmr_diversity: float | None = None  # None = server default (0.5)
+    mmr_diversity: float | None = None  # None = server default (0.5; an intent's default 0)
     unit_key: str = ""
     variant: str = ""
     placement: str = ""
@@ -144,7 +152,7 @@ class Inspire:
                 view.viewed_at.FromDatetime(entry[1])
                 views.append(view)
         diversity = pb.Diversity(
-            strategy=pb.Diversity.STRATEGY_MMR if self.strategy == "mmr" else pb.Diversity.STRATEGY_CLUSTERS,
+            strategy=_STRATEGIES[self.strategy],
             nearest_clusters=self.nearest_clusters,
             skip_clusters=self.skip_clusters,
             max_anchors=self.max_anchors,

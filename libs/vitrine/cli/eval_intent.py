@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-BASELINES = "bm25,minilm,e5,item_tower_as_title"
+BASELINES = "bm25,minilm,e5,item_tower_as_title,intent_tower_alone"
 
 
 def register(subparsers: Any) -> None:
@@ -28,12 +28,32 @@ def register(subparsers: Any) -> None:
         help="on the intent tower's own dataset: which held-out intents (val is for choosing defaults)",
     )
     parser.add_argument(
-        "--strategy", choices=("clusters", "mmr"), default="clusters", help="Inspire's strategy"
+        "--strategy",
+        choices=("clusters", "mmr"),
+        default=None,
+        help="Inspire's strategy (default: the API's for an intent, its nearest items = mmr at diversity 0)",
     )
     parser.add_argument(
         "--clusters", type=int, default=None, help="nearest clusters searched (API default 3)"
     )
-    parser.add_argument("--mmr-diversity", type=float, default=None, help="MMR diversity (API default 0.5)")
+    parser.add_argument(
+        "--mmr-diversity",
+        type=float,
+        default=None,
+        help="MMR diversity (API default: 0.5 with --strategy mmr, else 0)",
+    )
+    parser.add_argument(
+        "--rerank-depth",
+        type=int,
+        default=None,
+        help="override the intent tower's re-scoring depth (for choosing it on --split val)",
+    )
+    parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=None,
+        help="override the intent tower's re-scoring TF-IDF weight (0 = the tower alone)",
+    )
     parser.add_argument(
         "--encoder",
         action="append",
@@ -60,17 +80,23 @@ def table(result: Any, metrics: tuple[str, ...]) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from vitrine.api.requests import RequestLimits
     from vitrine.data.datasets import load_dataset, parse_spec
     from vitrine.errors import ConfigError
     from vitrine.eval.intent import IntentKnobs, evaluate_intents
     from vitrine.eval.lists import RELEVANCE_METRICS
+    from vitrine.model.card import read_card
     from vitrine.model.inference import load_inference_model
+    from vitrine.model.intent_serving import IntentRescoring
     from vitrine.serving.inspire import Strategy
     from vitrine.text.cache import DEFAULT_CACHE
 
     spec = parse_spec(args.dataset)
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    knobs = IntentKnobs(strategy=Strategy(args.strategy))
+    knobs = IntentKnobs()  # what the API serves an intent that sets no diversity
+    if args.strategy is not None:  # as the API reads an explicit strategy
+        limits = RequestLimits()
+        knobs = replace(knobs, strategy=Strategy(args.strategy), mmr_diversity=limits.default_mmr_diversity)
     if args.clusters is not None:
         knobs = replace(knobs, nearest_clusters=args.clusters)
     if args.mmr_diversity is not None:
@@ -81,8 +107,24 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not name.strip() or not encoder.strip():
             raise ConfigError(f"--encoder must look like NAME=ENCODER, got {entry!r}")
         extra[name.strip()] = encoder.strip()
-    model = load_inference_model(args.model)
+    rescoring: bool | IntentRescoring = True
+    if args.rerank_depth is not None or args.lexical_weight is not None:
+        record = read_card(args.model).intent.get("rescoring") or IntentRescoring().to_dict()
+        base = IntentRescoring.from_dict(record)
+        try:
+            rescoring = IntentRescoring(
+                base.depth if args.rerank_depth is None else args.rerank_depth,
+                base.lexical_weight if args.lexical_weight is None else args.lexical_weight,
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    model = load_inference_model(args.model, intent_rescoring=rescoring)
     fallback = load_inference_model(args.model, intent_tower=False)
+    tower_alone = (
+        load_inference_model(args.model, intent_rescoring=False)
+        if "intent_tower_alone" in baselines
+        else None
+    )
     try:
         result = evaluate_intents(
             model,
@@ -94,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             knobs=knobs,
             cache_dir=args.cache_dir or DEFAULT_CACHE,
             extra_encoders=extra,
+            tower_alone=tower_alone,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

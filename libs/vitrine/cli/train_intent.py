@@ -36,6 +36,16 @@ def add_intent_arguments(parser: argparse.ArgumentParser) -> None:
         "--intent-val-fraction", type=float, default=None, help="share of intents for validation"
     )
     group.add_argument("--intent-test-fraction", type=float, default=None, help="share of intents held out")
+    group.add_argument(
+        "--intent-lexical-weight",
+        type=float,
+        default=None,
+        help="serving: weight of the TF-IDF cosine (intent vs title + category path) beside the tower's "
+        "score when re-scoring its nearest candidates (default 4; 0 = the tower's vector alone)",
+    )
+    group.add_argument(
+        "--intent-rerank-depth", type=int, default=None, help="serving: candidates re-scored (default 1000)"
+    )
     # --cache-dir is `vitrine train`'s own option; for --task intent its default is $VITRINE_CACHE/vectors
 
 
@@ -45,6 +55,7 @@ def run_intent(args: argparse.Namespace) -> int:
     from vitrine.errors import ConfigError
     from vitrine.model.intent import IntentConfig
     from vitrine.model.intent_pipeline import IntentSetup, run_intent_training
+    from vitrine.model.intent_serving import IntentRescoring
     from vitrine.text.cache import DEFAULT_CACHE
 
     if args.model is None:
@@ -69,10 +80,17 @@ def run_intent(args: argparse.Namespace) -> int:
         split = IntentSplitConfig(
             seed=args.seed, **{k: v for k, v in split_overrides.items() if v is not None}
         )
+        defaults = IntentRescoring()
+        rescoring = IntentRescoring(
+            defaults.depth if args.intent_rerank_depth is None else args.intent_rerank_depth,
+            defaults.lexical_weight if args.intent_lexical_weight is None else args.intent_lexical_weight,
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from e
     card = run_intent_training(
-        IntentSetup(args.model, parse_spec(args.dataset), config, split, args.cache_dir or DEFAULT_CACHE)
+        IntentSetup(
+            args.model, parse_spec(args.dataset), config, split, args.cache_dir or DEFAULT_CACHE, rescoring
+        )
     )
     metrics = {k: v for k, v in card.intent["metrics"].items() if k != "history"}
     summary = {

@@ -6,7 +6,7 @@ the model's intent tower was trained on, only its test split is used (recomputed
 fractions in the card); on any other dataset, every intent.
 
 `model` is what the recommender answers to `Inspire(intent=...)`: `vitrine.serving.inspire.inspire`
-with the API's default knobs over an exact Qdrant Edge index of the catalogue (`vitrine.eval.served`;
+with the API's default knobs for an intent (its nearest items) over an exact Qdrant Edge index of the catalogue (`vitrine.eval.served`;
 exact instead of ANN is the only difference), using the model's intent tower (or its fallback when
 it has none). Baselines, on the same queries and catalogue:
 
@@ -14,7 +14,9 @@ it has none). Baselines, on the same queries and catalogue:
 - `minilm`: zero-shot cosine of all-MiniLM-L6-v2 embeddings of the intent and the titles;
 - `e5`: the same with multilingual-e5-small (`query: ` intent, `passage: ` title);
 - `item_tower_as_title`: the fallback, served the same way: the item tower reading the intent as a
-  product title (what Inspire did before the intent tower).
+  product title (what Inspire did before the intent tower);
+- `intent_tower_alone`: the ablation of the served path without its hybrid re-scoring (the tower's
+  nearest items in its own order); only for a model whose intent tower re-scores.
 
 Every list is cut at 50 items (`vitrine.eval.lists`): recall@10, recall@50, ndcg@10, mrr (= mrr@50).
 """
@@ -43,18 +45,19 @@ from vitrine.text.cache import DEFAULT_CACHE, encode_cached
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("bm25", "minilm", "e5", "item_tower_as_title")
+BASELINES = ("bm25", "minilm", "e5", "item_tower_as_title", "intent_tower_alone")
 SENTENCE_BASELINES = {"minilm": "minilm", "e5": "e5-small"}
 
 
 @dataclass(frozen=True, slots=True)
 class IntentKnobs:
-    """Inspire's knobs for an intent request; the defaults are what the API serves."""
+    """Inspire's knobs for an intent request; the defaults are what the API serves for an intent
+    that sets no diversity (its nearest items, `RequestLimits.default_intent_mmr_diversity`)."""
 
-    strategy: Strategy = Strategy.CLUSTERS
+    strategy: Strategy = Strategy.MMR
     nearest_clusters: int = RequestLimits().default_clusters
     skip_clusters: int = 0
-    mmr_diversity: float = RequestLimits().default_mmr_diversity
+    mmr_diversity: float = RequestLimits().default_intent_mmr_diversity
 
     def query(self, intent: str) -> InspireQuery:
         return InspireQuery(
@@ -170,8 +173,11 @@ def evaluate_intents(
     knobs: IntentKnobs | None = None,
     cache_dir: Path | None = DEFAULT_CACHE,
     extra_encoders: Mapping[str, str] | None = None,
+    tower_alone: InferenceModel | None = None,
 ) -> IntentEvalResult:
-    """`model` as served; `fallback` is the same model loaded without its intent tower.
+    """`model` as served; `fallback` is the same model loaded without its intent tower, `tower_alone`
+    with its intent tower but without the re-scoring (None, or a tower that does not re-score: the
+    `intent_tower_alone` row is left out).
     `extra_encoders`: further zero-shot baselines, name → sentence encoder (an NLI-tuned directory)."""
     unknown = set(baselines) - set(BASELINES)
     if unknown:
@@ -192,8 +198,13 @@ def evaluate_intents(
     with exact_served_model(model, products) as served:
         ranked = served_ranker(served, knobs)(queries)
         result.model, result.ranked["model"] = measure(ranked, queries, len(products)), ranked
+        rescored = model.intent is not None and model.intent.rescoring is not None
         for name in baselines:
-            if name == "item_tower_as_title":
+            if name == "intent_tower_alone" and (tower_alone is None or not rescored):
+                continue
+            if name == "intent_tower_alone":
+                rank = served_ranker(replace(served, model=tower_alone), knobs)
+            elif name == "item_tower_as_title":
                 rank = served_ranker(replace(served, model=fallback), knobs)
             elif name == "bm25":
                 rank = bm25_ranker(products)

@@ -11,6 +11,7 @@ No torch here: serving reads the card. Files in a model directory:
     intent_tower.pt                   intent tower weights (`vitrine train --task intent --model DIR`)
     intent_tower.onnx                 written by `vitrine export` when the model has an intent tower
     intent_text_encoder/              its sentence encoder, exported for onnxruntime (`vitrine.text`)
+    intent_lexical.json               idf table (title + category path) for re-scoring intent candidates
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ COMPLEMENTARY_QUERY_FILE = "query_tower_complementary.onnx"
 INTENT_WEIGHTS_FILE = "intent_tower.pt"
 INTENT_TOWER_FILE = "intent_tower.onnx"
 INTENT_TEXT_ENCODER_DIR = "intent_text_encoder"
+INTENT_LEXICAL_FILE = "intent_lexical.json"
 FORMAT_VERSION = 1
 
 

@@ -31,7 +31,7 @@ from vitrine.model.card import (
 from vitrine.model.category_map import CategoryPrior
 from vitrine.model.clusters import nearest_centroid
 from vitrine.model.config import RetrievalConfig
-from vitrine.model.intent_serving import IntentEncoder, has_intent_export
+from vitrine.model.intent_serving import IntentEncoder, IntentRescoring, has_intent_export
 from vitrine.model.lexical import LEXICAL_FILE, ProductTfidf
 from vitrine.model.prior import read_prior
 from vitrine.threads import onnx_session_options
@@ -60,6 +60,7 @@ class InferenceModel:
         threads: int = 0,
         text_encoder: Any = None,
         intent_tower: bool = True,
+        intent_rescoring: bool | IntentRescoring = True,
     ) -> None:
         self.model_dir = model_dir
         self.card = card
@@ -99,7 +100,7 @@ class InferenceModel:
         )
         # free text → item space; None when the model has none (or intent_tower=False)
         self.intent: IntentEncoder | None = (
-            IntentEncoder(model_dir, card, threads)
+            IntentEncoder(model_dir, card, threads, intent_rescoring)
             if intent_tower and has_intent_export(model_dir, card)
             else None
         )
@@ -195,9 +196,15 @@ def _load_text_embedder(path: Path, threads: int) -> Any:
 
 
 def load_inference_model(
-    model_dir: str | Path, threads: int = 0, intent_tower: bool = True
+    model_dir: str | Path,
+    threads: int = 0,
+    intent_tower: bool = True,
+    intent_rescoring: bool | IntentRescoring = True,
 ) -> InferenceModel:
     """Load `DIR/model.json` and the ONNX towers written by `vitrine export` (`intent_tower=False`
-    leaves an exported intent tower out)."""
+    leaves an exported intent tower out; `intent_rescoring=False` serves its vector alone, an
+    `IntentRescoring` overrides the card's)."""
     path = Path(model_dir)
-    return InferenceModel(path, read_card(path), threads=threads, intent_tower=intent_tower)
+    return InferenceModel(
+        path, read_card(path), threads=threads, intent_tower=intent_tower, intent_rescoring=intent_rescoring
+    )

@@ -4,6 +4,9 @@ The model's item tower, weights and `model_version` stay as they are (the index 
 version's vectors, so it needs no rebuild); what is added is `DIR/intent_tower.pt` and the card's
 `intent` section (configuration, split, data, validation history, an intent version of its own).
 `vitrine export --model DIR` then writes `DIR/intent_tower.onnx` and the sentence encoder next to it.
+With re-scoring on (the default), `DIR/intent_lexical.json` holds the idf table of the catalogue's
+titles + category paths, and the card's `intent.rescoring` its depth and weight
+(`vitrine.model.intent_serving.IntentRescoring`).
 
 Steps: the dataset's bundle intents (`vitrine.data.intents`, split by normalised intent text), the
 catalogue's item vectors from the model's own item tower (what the encoder service writes to the
@@ -30,8 +33,10 @@ from vitrine.data.datasets import DatasetSpec, load_dataset
 from vitrine.data.intents import IntentSplitConfig, intent_queries, split_intents
 from vitrine.errors import DataError
 from vitrine.model.artifacts import load_task
-from vitrine.model.card import INTENT_WEIGHTS_FILE, ModelCard
+from vitrine.model.card import INTENT_LEXICAL_FILE, INTENT_WEIGHTS_FILE, ModelCard
 from vitrine.model.intent import IntentConfig, IntentTower, examples_from, train_intent_tower
+from vitrine.model.intent_serving import IntentRescoring
+from vitrine.model.lexical import ProductTfidf, intent_lexical_text
 from vitrine.model.train import encode_all
 from vitrine.text.cache import DEFAULT_CACHE, encode_cached
 
@@ -45,6 +50,7 @@ class IntentSetup:
     config: IntentConfig = field(default_factory=IntentConfig)
     split: IntentSplitConfig = field(default_factory=IntentSplitConfig)
     cache_dir: Path | None = DEFAULT_CACHE
+    rescoring: IntentRescoring | None = field(default_factory=IntentRescoring)  # None: the vector alone
 
 
 def catalogue_vectors(model_dir: Path, products: tuple[Product, ...]) -> tuple[ModelCard, np.ndarray]:
@@ -113,12 +119,21 @@ def run_intent_training(setup: IntentSetup) -> ModelCard:
     weights = buffer.getvalue()
     (setup.model_dir / INTENT_WEIGHTS_FILE).write_bytes(weights)
     card.files["intent_weights"] = INTENT_WEIGHTS_FILE
+    rescoring = setup.rescoring if setup.rescoring and setup.rescoring.lexical_weight > 0 else None
+    if rescoring is not None:
+        ProductTfidf.fit(intent_lexical_text(p.title, p.category_path) for p in products).save(
+            setup.model_dir, INTENT_LEXICAL_FILE
+        )
+        card.files["intent_lexical"] = INTENT_LEXICAL_FILE
+    else:
+        card.files.pop("intent_lexical", None)
     card.intent = {
         # the model_version names the item space (and the index); the intent tower has its own
         "version": f"intent-{datetime.now(UTC):%Y%m%d%H%M%S}-{hashlib.sha256(weights).hexdigest()[:8]}",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),
         "text_dim": text_dim,
+        **({"rescoring": rescoring.to_dict()} if rescoring is not None else {}),
         "split": {**setup.split.to_dict(), "intents": counts},
         "dataset": _dataset_record(setup.spec, dataset.reports),
         "metrics": {

@@ -39,6 +39,12 @@ def lexical_text(kind: str, title: str, description: str) -> str:
     return f"{title} {description}"
 
 
+def intent_lexical_text(title: str, category_path: tuple[str, ...] | list[str]) -> str:
+    """What an intent's lexical score reads of a product: its title and category path (an intent
+    names what a product is for: "home network" matches the category "Networking" as well)."""
+    return " ".join([title, *category_path])
+
+
 Vector = dict[str, float]
 
 
@@ -64,14 +70,27 @@ class ProductTfidf:
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         return {t: w / norm for t, w in weights.items()}
 
+    def cosine_to(self, query: Vector, text: str) -> float:
+        """`cosine(query, vector(text))` in one pass over the text's terms, without building its
+        vector (re-scoring reads a thousand candidate texts per request)."""
+        idf, unseen = self.idf, self.unseen_idf
+        dot = norm = 0.0
+        for t, c in Counter(terms(text)).items():
+            w = (1.0 + math.log(c)) * idf.get(t, unseen) if c > 1 else idf.get(t, unseen)
+            norm += w * w
+            q = query.get(t)
+            if q is not None:
+                dot += q * w
+        return dot / math.sqrt(norm) if norm else 0.0
+
     @staticmethod
     def cosine(a: Vector, b: Vector) -> float:
         if len(a) > len(b):
             a, b = b, a
         return sum(w * b.get(t, 0.0) for t, w in a.items())
 
-    def save(self, model_dir: Path) -> Path:
-        path = Path(model_dir) / LEXICAL_FILE
+    def save(self, model_dir: Path, name: str = LEXICAL_FILE) -> Path:
+        path = Path(model_dir) / name
         data = {"unseen_idf": self.unseen_idf, "idf": dict(self.idf)}
         path.write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
         return path

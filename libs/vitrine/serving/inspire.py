@@ -6,6 +6,11 @@ model's intent tower (a sentence encoder + a projection trained on (intent → p
 `vitrine train --task intent`). A model without one falls back to its item tower reading the intent
 as if it were a product title (docs/API.md: a far weaker reading, kept so such models still answer).
 
+An intent's default list is its nearest items (MMR at diversity 0, `vitrine.api.requests`); with an
+intent tower that re-scores (`IntentRescoring`), its `depth` nearest candidates are re-ranked by the
+tower's score and the TF-IDF cosine of the intent and each candidate's title + category path, the way
+complementary serving re-scores (the item space and the index stay as they are).
+
 Clustered strategy (DESIGN.md): items carry the k-means cluster of the item space they fall in
 (assigned by the encoder from the model's centroids). Per anchor, the `nearest_clusters` clusters
 nearest to the anchor after skipping the `skip_clusters` nearest are searched, each restricted to its
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,6 +31,7 @@ from vitrine.catalog.schema import Product
 from vitrine.errors import NotFoundError
 from vitrine.index.port import Mmr, ScoredItem, SearchFilter, SearchRequest
 from vitrine.model.inference import InferenceModel
+from vitrine.model.lexical import intent_lexical_text
 from vitrine.serving.anchors import require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
@@ -56,11 +63,17 @@ class InspireQuery:
     mmr_diversity: float = 0.5
 
 
+Rescorer = Callable[[list[ScoredItem]], list[ScoredItem]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Anchor:
     product_id: str  # "" for the intent
     vector: np.ndarray
     label: str
+    # an intent's nearest-items search: re-ranks the `depth` nearest candidates
+    rescore: Rescorer | None = None
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +83,17 @@ class _Search:
     anchor: _Anchor
     cluster: int | None = None  # None = MMR
 
+    def wanted(self, fetch: int) -> int:
+        return max(fetch, self.anchor.depth) if self.anchor.rescore is not None else fetch
+
+    def ranked(self, hits: list[ScoredItem]) -> list[ScoredItem]:
+        return self.anchor.rescore(hits) if self.anchor.rescore is not None else hits
+
     def request(self, fetch: int, base: SearchFilter, diversity: float) -> SearchRequest:
         if self.cluster is not None:
             return SearchRequest(self.anchor.vector, fetch, replace(base, clusters=(self.cluster,)))
+        if diversity == 0.0:  # relevance only: MMR would re-rank its candidates into the same order
+            return SearchRequest(self.anchor.vector, self.wanted(fetch), base)
         candidates = min(MAX_MMR_CANDIDATES, max(MIN_MMR_CANDIDATES, MMR_CANDIDATES_PER_ITEM * fetch))
         return SearchRequest(self.anchor.vector, fetch, base, Mmr(diversity, candidates))
 
@@ -89,14 +110,16 @@ def inspire(served: ServedModel, query: InspireQuery, deadline: Deadline) -> lis
     per_list = math.ceil(query.limit / max(1, len(searches)))
 
     def search(fetch: int) -> Candidates:
-        results = served.index.search_batch([s.request(fetch, base, query.mmr_diversity) for s in searches])
+        requests = [s.request(fetch, base, query.mmr_diversity) for s in searches]
+        results = served.index.search_batch(requests)
         lists = iter(
-            [Recommendation(h, Task.INSPIRE, s.reason(h), s.anchor.product_id) for h in hits]
+            [Recommendation(h, Task.INSPIRE, s.reason(h), s.anchor.product_id) for h in s.ranked(hits)]
             for s, hits in zip(searches, results, strict=True)
         )
         # interleave each anchor's clusters, then the anchors
         per_anchor = [interleave([next(lists) for _ in group]) for group in plan]
-        return interleave(per_anchor), any(len(hits) == fetch for hits in results)
+        more = any(len(hits) == r.limit for hits, r in zip(results, requests, strict=True))
+        return interleave(per_anchor), more
 
     return collect(search, query.limit, per_list, query.filters.caps, deadline)
 
@@ -127,13 +150,47 @@ def intent_vector(model: InferenceModel, intent: str) -> np.ndarray:
     return model.encode_items([Product(product_id="", title=intent)])[0]
 
 
+def intent_rescorer(model: InferenceModel, intent: str) -> Rescorer | None:
+    """The intent tower's hybrid re-scoring of its candidates (None: the model's tower has none).
+
+    Order: q.v + w x tfidf(intent, title + category path); the score returned is that sum / (1 + w),
+    a weighted mean of two cosines, so the API's contract that a score lies in [-1, 1] holds."""
+    tower = model.intent
+    if tower is None or tower.rescoring is None or tower.lexical is None:
+        return None
+    lexical, weight = tower.lexical, tower.rescoring.lexical_weight
+    query = lexical.vector(intent)
+
+    def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
+        scored = [
+            ScoredItem(
+                h.product_id,
+                (
+                    h.score
+                    + weight
+                    * lexical.cosine_to(query, intent_lexical_text(h.payload.title, h.payload.category_path))
+                )
+                / (1.0 + weight),
+                h.payload,
+            )
+            for h in hits
+        ]
+        scored.sort(key=lambda h: -h.score)  # stable: ties keep the index's order
+        return scored
+
+    return rescore
+
+
 def _anchors(served: ServedModel, query: InspireQuery) -> tuple[list[_Anchor], SearchFilter]:
     base = query.filters.index
     if query.intent:
         model = require_model(served.model, served.name, "a free-text intent")
         vector = intent_vector(model, query.intent)
         short = query.intent if len(query.intent) <= 40 else query.intent[:39] + "…"
-        return [_Anchor("", vector, f"for {short!r}")], base
+        nearest = query.strategy is Strategy.MMR and query.mmr_diversity == 0.0
+        rescore = intent_rescorer(model, query.intent) if nearest else None
+        depth = model.intent.rescoring.depth if rescore is not None and model.intent.rescoring else 0
+        return [_Anchor("", vector, f"for {short!r}", rescore, depth)], base
     found = served.index.get(list(query.history))
     known = [found[pid] for pid in query.history if pid in found]
     if not known:

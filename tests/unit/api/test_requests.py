@@ -75,12 +75,37 @@ def test_history_is_ordered_most_recent_first_without_repeats() -> None:
 
 
 def test_inspire_defaults_and_knobs() -> None:
-    q = parser.inspire(pb.InspireRequest(intent="  trail running  "))
-    assert q.intent == "trail running" and q.strategy is Strategy.CLUSTERS
+    q = parser.inspire(pb.InspireRequest(history=[pb.ViewedProduct(product_id="a")]))
+    assert q.strategy is Strategy.CLUSTERS
     assert (q.nearest_clusters, q.skip_clusters, q.max_anchors, q.mmr_diversity) == (3, 0, 5, 0.5)
     d = pb.Diversity(strategy=pb.Diversity.STRATEGY_MMR, mmr_diversity=0.8, max_anchors=2)
     q = parser.inspire(pb.InspireRequest(history=[pb.ViewedProduct(product_id="a")], diversity=d))
     assert q.strategy is Strategy.MMR and q.mmr_diversity == pytest.approx(0.8) and q.max_anchors == 2
+
+
+def test_an_intent_without_a_strategy_gets_its_nearest_items() -> None:
+    q = parser.inspire(pb.InspireRequest(intent="  trail running  "))
+    assert q.intent == "trail running"
+    assert q.strategy is Strategy.MMR and q.mmr_diversity == 0.0
+    # an explicit strategy is read as for a history
+    clusters = pb.Diversity(strategy=pb.Diversity.STRATEGY_CLUSTERS)
+    assert parser.inspire(pb.InspireRequest(intent="x", diversity=clusters)).strategy is Strategy.CLUSTERS
+    mmr = parser.inspire(
+        pb.InspireRequest(intent="x", diversity=pb.Diversity(strategy=pb.Diversity.STRATEGY_MMR))
+    )
+    assert mmr.mmr_diversity == 0.5
+    some = pb.Diversity(mmr_diversity=0.3)  # no strategy, a diversity: MMR at that diversity
+    q = parser.inspire(pb.InspireRequest(intent="x", diversity=some))
+    assert q.strategy is Strategy.MMR and q.mmr_diversity == pytest.approx(0.3)
+    knob = pb.Diversity(nearest_clusters=2)  # a cluster knob without a strategy: clusters, as it asks
+    assert parser.inspire(pb.InspireRequest(intent="x", diversity=knob)).strategy is Strategy.CLUSTERS
+
+
+def test_the_intent_evaluation_serves_the_api_default() -> None:
+    from vitrine.eval.intent import IntentKnobs
+
+    q = parser.inspire(pb.InspireRequest(intent="trail running", limit=50))
+    assert IntentKnobs().query("trail running") == q
 
 
 def test_complementary_targets_are_kept_in_order_once() -> None:

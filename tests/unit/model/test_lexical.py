@@ -32,3 +32,23 @@ def test_unseen_terms_still_match_each_other() -> None:
     # a new brand shared by two new products is a match the fitted vocabulary cannot know
     assert ProductTfidf.cosine(lexical.vector("zorbix charger"), lexical.vector("zorbix cable")) > 0
     assert ProductTfidf.cosine(lexical.vector("red mug"), lexical.vector("charger")) == 0.0
+
+
+def test_the_one_pass_cosine_equals_the_cosine_of_the_two_vectors() -> None:
+    """Intent re-scoring reads candidates through `cosine_to`; a slip in its weighting (a repeated
+    term's sublinear tf, an unseen term's idf in the norm) would change served scores silently."""
+    titles = [p.title for p in load_dataset("synthetic:200").products]
+    lexical = ProductTfidf.fit(titles)
+    texts = [*titles[:30], "acme PHONE case case case", "zorbix zorbix charger", "x", ""]
+    for query in ("phone case for a runner", "zorbix", "acme acme acme"):
+        q = lexical.vector(query)
+        for text in texts:
+            assert lexical.cosine_to(q, text) == pytest.approx(
+                ProductTfidf.cosine(q, lexical.vector(text)), abs=1e-12
+            ), (query, text)
+
+
+def test_an_intent_reads_a_products_title_and_category_path() -> None:
+    from vitrine.model.lexical import intent_lexical_text
+
+    assert intent_lexical_text("Trail shoe X", ("Sports", "Running")) == "Trail shoe X Sports Running"
