@@ -37,6 +37,7 @@ from vitrine.model.lexical import lexical_text
 from vitrine.serving.anchors import AnchorRef, excluding_anchor, lookup, product_of, require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave
+from vitrine.serving.hybrid import blend
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
 from vitrine.serving.selection import Candidates, RequestFilter, collect
@@ -136,23 +137,11 @@ def _hybrid_scorer(
     lexical_share = weight * model.temperature  # w T: the TF-IDF cosine's weight beside q.v's 1
 
     def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
-        scored = [
-            ScoredItem(
-                h.product_id,
-                (
-                    h.score
-                    + lexical_share
-                    * lexical.cosine(
-                        query, lexical.vector(lexical_text(kind, h.payload.title, h.payload.description))
-                    )
-                )
-                / (1.0 + lexical_share),
-                h.payload,
-            )
-            for h in hits
-        ]
-        scored.sort(key=lambda h: -h.score)  # stable: ties keep the index's order
-        return scored
+        return blend(
+            hits,
+            lambda h: lexical.cosine_to(query, lexical_text(kind, h.payload.title, h.payload.description)),
+            lexical_share,
+        )
 
     return rescore
 

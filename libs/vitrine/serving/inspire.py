@@ -36,6 +36,7 @@ from vitrine.serving.anchors import require_model
 from vitrine.serving.deadline import Deadline
 from vitrine.serving.diversity import interleave, nearest_clusters
 from vitrine.serving.errors import NotConfiguredError
+from vitrine.serving.hybrid import blend
 from vitrine.serving.registry import ServedModel
 from vitrine.serving.results import Recommendation, Task
 from vitrine.serving.selection import Candidates, RequestFilter, collect
@@ -162,21 +163,11 @@ def intent_rescorer(model: InferenceModel, intent: str) -> Rescorer | None:
     query = lexical.vector(intent)
 
     def rescore(hits: list[ScoredItem]) -> list[ScoredItem]:
-        scored = [
-            ScoredItem(
-                h.product_id,
-                (
-                    h.score
-                    + weight
-                    * lexical.cosine_to(query, intent_lexical_text(h.payload.title, h.payload.category_path))
-                )
-                / (1.0 + weight),
-                h.payload,
-            )
-            for h in hits
-        ]
-        scored.sort(key=lambda h: -h.score)  # stable: ties keep the index's order
-        return scored
+        return blend(
+            hits,
+            lambda h: lexical.cosine_to(query, intent_lexical_text(h.payload.title, h.payload.category_path)),
+            weight,
+        )
 
     return rescore
 
