@@ -110,12 +110,8 @@ def run(args: argparse.Namespace) -> int:
     rescoring: bool | IntentRescoring = True
     if args.rerank_depth is not None or args.lexical_weight is not None:
         record = read_card(args.model).intent.get("rescoring") or IntentRescoring().to_dict()
-        base = IntentRescoring.from_dict(record)
         try:
-            rescoring = IntentRescoring(
-                base.depth if args.rerank_depth is None else args.rerank_depth,
-                base.lexical_weight if args.lexical_weight is None else args.lexical_weight,
-            )
+            rescoring = IntentRescoring.from_dict(record).overridden(args.rerank_depth, args.lexical_weight)
         except ValueError as e:
             raise ConfigError(str(e)) from e
     model = load_inference_model(args.model, intent_rescoring=rescoring)

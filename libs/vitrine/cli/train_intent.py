@@ -80,11 +80,7 @@ def run_intent(args: argparse.Namespace) -> int:
         split = IntentSplitConfig(
             seed=args.seed, **{k: v for k, v in split_overrides.items() if v is not None}
         )
-        defaults = IntentRescoring()
-        rescoring = IntentRescoring(
-            defaults.depth if args.intent_rerank_depth is None else args.intent_rerank_depth,
-            defaults.lexical_weight if args.intent_lexical_weight is None else args.intent_lexical_weight,
-        )
+        rescoring = IntentRescoring().overridden(args.intent_rerank_depth, args.intent_lexical_weight)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     card = run_intent_training(

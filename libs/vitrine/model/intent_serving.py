@@ -38,6 +38,13 @@ class IntentRescoring:
                 f"rescoring depth must be >= 1 and lexical_weight >= 0, got {self.depth}, {self.lexical_weight}"
             )
 
+    def overridden(self, depth: int | None = None, lexical_weight: float | None = None) -> IntentRescoring:
+        """This one with the given fields replaced (None keeps a field; CLI overrides)."""
+        return IntentRescoring(
+            self.depth if depth is None else depth,
+            self.lexical_weight if lexical_weight is None else lexical_weight,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"depth": self.depth, "lexical_weight": self.lexical_weight}
 

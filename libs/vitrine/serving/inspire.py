@@ -64,7 +64,12 @@ class InspireQuery:
     mmr_diversity: float = 0.5
 
 
-Rescorer = Callable[[list[ScoredItem]], list[ScoredItem]]
+@dataclass(frozen=True, slots=True)
+class CandidateRescoring:
+    """Re-ranks an anchor's `depth` nearest candidates (an intent's nearest-items search)."""
+
+    depth: int
+    rescore: Callable[[list[ScoredItem]], list[ScoredItem]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +77,7 @@ class _Anchor:
     product_id: str  # "" for the intent
     vector: np.ndarray
     label: str
-    # an intent's nearest-items search: re-ranks the `depth` nearest candidates
-    rescore: Rescorer | None = None
-    depth: int = 0
+    rescoring: CandidateRescoring | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,12 @@ class _Search:
     cluster: int | None = None  # None = MMR
 
     def wanted(self, fetch: int) -> int:
-        return max(fetch, self.anchor.depth) if self.anchor.rescore is not None else fetch
+        r = self.anchor.rescoring
+        return max(fetch, r.depth) if r is not None else fetch
 
     def ranked(self, hits: list[ScoredItem]) -> list[ScoredItem]:
-        return self.anchor.rescore(hits) if self.anchor.rescore is not None else hits
+        r = self.anchor.rescoring
+        return r.rescore(hits) if r is not None else hits
 
     def request(self, fetch: int, base: SearchFilter, diversity: float) -> SearchRequest:
         if self.cluster is not None:
@@ -151,7 +156,7 @@ def intent_vector(model: InferenceModel, intent: str) -> np.ndarray:
     return model.encode_items([Product(product_id="", title=intent)])[0]
 
 
-def intent_rescorer(model: InferenceModel, intent: str) -> Rescorer | None:
+def intent_rescoring(model: InferenceModel, intent: str) -> CandidateRescoring | None:
     """The intent tower's hybrid re-scoring of its candidates (None: the model's tower has none).
 
     Order: q.v + w x tfidf(intent, title + category path); the score returned is that sum / (1 + w),
@@ -169,7 +174,7 @@ def intent_rescorer(model: InferenceModel, intent: str) -> Rescorer | None:
             weight,
         )
 
-    return rescore
+    return CandidateRescoring(tower.rescoring.depth, rescore)
 
 
 def _anchors(served: ServedModel, query: InspireQuery) -> tuple[list[_Anchor], SearchFilter]:
@@ -179,9 +184,8 @@ def _anchors(served: ServedModel, query: InspireQuery) -> tuple[list[_Anchor], S
         vector = intent_vector(model, query.intent)
         short = query.intent if len(query.intent) <= 40 else query.intent[:39] + "…"
         nearest = query.strategy is Strategy.MMR and query.mmr_diversity == 0.0
-        rescore = intent_rescorer(model, query.intent) if nearest else None
-        depth = model.intent.rescoring.depth if rescore is not None and model.intent.rescoring else 0
-        return [_Anchor("", vector, f"for {short!r}", rescore, depth)], base
+        rescoring = intent_rescoring(model, query.intent) if nearest else None
+        return [_Anchor("", vector, f"for {short!r}", rescoring)], base
     found = served.index.get(list(query.history))
     known = [found[pid] for pid in query.history if pid in found]
     if not known:
